@@ -1,0 +1,108 @@
+#include "cli.h"
+
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+namespace hostfit::cli {
+namespace {
+
+const char* name_of(Format f) {
+  switch (f) {
+    case Format::kTable:
+      return "table";
+    case Format::kJson:
+      return "json";
+    case Format::kEnv:
+      return "env";
+  }
+  return "table";
+}
+
+}  // namespace
+
+int report(const Error& error) {
+  std::cerr << "hostfit: " << error.message << "\n";
+  return error.kind == ErrorKind::kUsage ? kExitUsage : kExitFailure;
+}
+
+int usage_error(const std::string& message) {
+  std::cerr << "hostfit: " << message << "\n";
+  return kExitUsage;
+}
+
+CLI::Option* add_format_option(CLI::App& app, Format& format, std::vector<Format> accepted) {
+  std::string names;
+  for (Format f : accepted)
+    names += std::string(names.empty() ? "" : "|") + name_of(f);
+  format = accepted.front();
+  auto* opt = app.add_option_function<std::string>(
+      "-o,--output",
+      [&format, accepted](const std::string& value) {
+        for (Format f : accepted) {
+          if (value == name_of(f)) format = f;
+        }
+      },
+      "Output format: " + names + " (default " + name_of(accepted.front()) + ")");
+  opt->type_name(names);
+  opt->check(CLI::Validator(
+      [accepted, names](std::string& value) -> std::string {
+        for (Format f : accepted) {
+          if (value == name_of(f)) return {};
+        }
+        return "'" + value + "' is not an output format (accepted: " + names + ")";
+      },
+      "", "format"));
+  return opt;
+}
+
+CLI::Option* add_sysroot_option(CLI::App& app, std::string& sysroot) {
+  return app
+      .add_option("--sysroot", sysroot,
+                  "Read /proc, /sys and cgroupfs under DIR instead of / (a captured or "
+                  "generated machine tree)")
+      ->type_name("DIR");
+}
+
+CLI::Validator size_validator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        auto parsed = parse_bytes(value);
+        return parsed ? std::string() : parsed.error().message;
+      },
+      "SIZE", "size");
+}
+
+CLI::Validator cpu_list_validator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        auto parsed = CpuSet::parse_list(value);
+        return parsed ? std::string() : parsed.error().message;
+      },
+      "LIST", "cpu list");
+}
+
+void print_json(std::ostream& out, const nlohmann::json& j) {
+  out << j.dump(2) << "\n";
+}
+
+void Table::print(std::ostream& out, std::string_view indent) const {
+  std::vector<size_t> widths;
+  for (const auto& row : rows_) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i)
+      widths[i] = std::max(widths[i], row[i].size());
+  }
+  for (size_t r = 0; r < rows_.size(); ++r) {
+    std::string line(indent);
+    for (size_t i = 0; i < rows_[r].size(); ++i) {
+      line += rows_[r][i];
+      if (i + 1 < rows_[r].size()) line += std::string(widths[i] - rows_[r][i].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ')
+      line.pop_back();
+    out << line << "\n";
+    (void)has_header_;
+  }
+}
+
+}  // namespace hostfit::cli

@@ -1,0 +1,65 @@
+// Shared pieces of the hostfit command line: how commands register, exit codes, the one-line
+// error format, output formats and a plain-text table.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <nlohmann/json_fwd.hpp>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "hostfit/core.h"
+
+namespace hostfit::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+// A subcommand and what to run when it was chosen.
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+using Commands = std::vector<Command>;
+
+// Each verb adds its subcommand in its own file (probe_cmd.cc, plan_cmd.cc, ...).
+void add_probe_command(CLI::App& app, Commands& commands);
+void add_plan_command(CLI::App& app, Commands& commands);
+void add_place_command(CLI::App& app, Commands& commands);
+void add_pool_command(CLI::App& app, Commands& commands);
+void add_run_command(CLI::App& app, Commands& commands);
+void add_stat_command(CLI::App& app, Commands& commands);
+
+// Prints "hostfit: MESSAGE" on stderr and returns the exit code for the error's kind.
+int report(const Error& error);
+// Prints "hostfit: MESSAGE" on stderr and returns kExitUsage.
+int usage_error(const std::string& message);
+
+enum class Format { kTable, kJson, kEnv };
+// Adds "-o,--output" accepting the given formats (the first is the default).
+CLI::Option* add_format_option(CLI::App& app, Format& format, std::vector<Format> accepted);
+// Adds "--sysroot DIR".
+CLI::Option* add_sysroot_option(CLI::App& app, std::string& sysroot);
+
+// A validator that accepts what parse_bytes accepts, naming the value and the accepted form.
+CLI::Validator size_validator();
+// A validator that accepts what CpuSet::parse_list accepts.
+CLI::Validator cpu_list_validator();
+
+void print_json(std::ostream& out, const nlohmann::json& j);
+
+// Left-aligned columns separated by two spaces; the first row is the header when has_header.
+class Table {
+ public:
+  explicit Table(bool has_header = true) : has_header_(has_header) {}
+  void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void print(std::ostream& out, std::string_view indent = "") const;
+
+ private:
+  bool has_header_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+}  // namespace hostfit::cli

@@ -1,0 +1,46 @@
+// hostfit: find out what a workload can really use on this machine, and act on it.
+#include <iostream>
+
+#include "cli.h"
+
+int main(int argc, char** argv) {
+  using namespace hostfit::cli;
+  CLI::App app{
+      "hostfit: what can this workload really use here? Reads CPU affinity, cpusets, CPU quota "
+      "over "
+      "the whole cgroup chain, NUMA topology, memory and kernel limits, and sizes, places and runs "
+      "workloads to fit.",
+      "hostfit"};
+  app.require_subcommand(0, 1);
+  app.set_version_flag("--version", "hostfit 0.1.0");
+  app.footer(
+      "Every command takes -o table|json. Exit codes: 0 success, 1 runtime failure, 2 usage "
+      "error.\n"
+      "Run 'hostfit COMMAND --help' for a command's flags.");
+
+  Commands commands;
+  add_probe_command(app, commands);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return kExitOk;
+  } catch (const CLI::CallForAllHelp&) {
+    std::cout << app.help("", CLI::AppFormatMode::All);
+    return kExitOk;
+  } catch (const CLI::CallForVersion&) {
+    std::cout << "hostfit 0.1.0\n";
+    return kExitOk;
+  } catch (const CLI::ParseError& e) {
+    std::string message = e.what();
+    // Subcommand help: CLI11 throws CallForHelp from the subcommand; handled above.
+    return usage_error(message + " (see 'hostfit --help')");
+  }
+
+  for (const auto& command : commands) {
+    if (command.app->parsed()) return command.run();
+  }
+  std::cerr << app.help();
+  return kExitUsage;
+}

@@ -1,0 +1,49 @@
+#include "hostfit/probe.h"
+
+#include <cmath>
+
+namespace hostfit {
+
+bool HostFacts::nothing_known() const {
+  return !cpu.online.known() && !cpu.possible.known() && !cpu.affinity.known() &&
+         !cpu.cpuset.known() && !memory.total.known() && !topology.known() && cgroup.mounts.empty();
+}
+
+HostFacts probe_host(const Sysroot& root, const ProbeTarget& target) {
+  HostFacts facts;
+  facts.target = target;
+  facts.sysroot = root.root().string();
+  if (!root.is_dir("/")) {
+    facts.warnings.push_back("sysroot " + facts.sysroot + " is not a directory");
+  }
+  facts.cgroup = probe_cgroups(root, target);
+  facts.cpu = probe_cpus(root, target, facts.cgroup);
+  facts.topology = load_topology(root);
+  facts.memory = probe_memory(root, target);
+  facts.environment = probe_environment(root, facts.cgroup);
+
+  for (const auto& n : facts.topology.numa_nodes)
+    facts.memory.numa_memory_sum += n.memory_bytes;
+  if (facts.memory.total.known() && facts.memory.numa_memory_sum > 0) {
+    const double total = static_cast<double>(*facts.memory.total);
+    const double sum = static_cast<double>(facts.memory.numa_memory_sum);
+    if (std::abs(total - sum) > 0.01 * total) {
+      facts.memory.numa_memory_mismatch = true;
+      facts.warnings.push_back("NUMA nodes hold " + format_bytes(facts.memory.numa_memory_sum) +
+                               " but MemTotal is " + format_bytes(*facts.memory.total) +
+                               " (offline or hot-pluggable memory, or an incomplete capture)");
+    }
+  }
+  for (const auto& q : facts.cpu.quotas) {
+    if (!q.unknown_reason.empty())
+      facts.warnings.push_back("CPU quota unknown: " + q.unknown_reason);
+  }
+  if (facts.cpu.affinity.known() && facts.cpu.online.known() &&
+      (*facts.cpu.affinity & *facts.cpu.online).empty()) {
+    facts.warnings.push_back("the affinity " + facts.cpu.affinity->to_list() +
+                             " has no online CPU");
+  }
+  return facts;
+}
+
+}  // namespace hostfit
