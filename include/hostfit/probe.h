@@ -40,14 +40,14 @@ struct ProbeTarget {
 
 // One cgroup's CPU bandwidth limit (v1 cpu.cfs_quota_us / cpu.cfs_period_us, v2 cpu.max).
 struct CpuQuota {
-  std::string cgroup;               // path inside the hierarchy, "/" for the root
-  std::string source;               // file read, e.g. "/sys/fs/cgroup/l0/cpu.max"
-  std::string raw;                  // its contents
+  std::string cgroup{};             // path inside the hierarchy, "/" for the root
+  std::string source{};             // file read, e.g. "/sys/fs/cgroup/l0/cpu.max"
+  std::string raw{};                // its contents
   std::optional<int64_t> quota_us;  // nullopt: no quota at this level (or unreadable)
   int64_t period_us = 100000;
-  std::string unknown_reason;  // set when the file could not be read or understood
-  bool v2 = false;             // cpu.max (v2) or cpu.cfs_quota_us (v1)
-  double cpus() const;         // quota / period, or +inf when unlimited or unknown
+  std::string unknown_reason{};  // set when the file could not be read or understood
+  bool v2 = false;               // cpu.max (v2) or cpu.cfs_quota_us (v1)
+  double cpus() const;           // quota / period, or +inf when unlimited or unknown
 };
 
 // Which constraint decides the effective CPU count.

@@ -18,7 +18,21 @@ HostFacts probe_host(const Sysroot& root, const ProbeTarget& target) {
   }
   facts.cgroup = probe_cgroups(root, target);
   facts.cpu = probe_cpus(root, target, facts.cgroup);
-  facts.topology = load_topology(root);
+  if (root.is_dir("/")) {
+    facts.topology = load_topology(root);
+  } else {
+    facts.topology.unknown_reason = "sysroot " + facts.sysroot + " does not exist";
+  }
+  if (!facts.cpu.online.known() && !facts.cpu.possible.known() && facts.topology.known()) {
+    // Old kernels and some captures lack the online list: the CPUs hwloc found are the best
+    // account.
+    CpuSet found;
+    for (const auto& core : facts.topology.cores)
+      found |= core.cpus;
+    facts.cpu.online = Fact<CpuSet>::of(
+        found, "hwloc topology (" + facts.cpu.online.unknown_reason + ")", found.to_list());
+    compute_effective_cpus(facts.cpu);
+  }
   facts.memory = probe_memory(root, target);
   facts.environment = probe_environment(root, facts.cgroup);
 

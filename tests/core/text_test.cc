@@ -1,0 +1,40 @@
+#include <gtest/gtest.h>
+
+#include "hostfit/core.h"
+
+namespace hostfit {
+namespace {
+
+TEST(TextTest, KeyedNumbersReadMeminfoAndMemoryStat) {
+  const auto meminfo = parse_keyed_numbers(
+      "MemTotal:       24576000 kB\nMemAvailable:   1000 kB\nHugePages_Total:       0\n"
+      "garbage line\n:\nBroken: x kB\n");
+  EXPECT_EQ(meminfo.at("MemTotal"), 24576000ull * 1024);
+  EXPECT_EQ(meminfo.at("MemAvailable"), 1024000u);
+  EXPECT_EQ(meminfo.at("HugePages_Total"), 0u);
+  EXPECT_EQ(meminfo.count("Broken"), 0u);
+  const auto stat = parse_keyed_numbers("anon 4096\nfile 8192\ntotal_cache 12\n");
+  EXPECT_EQ(stat.at("file"), 8192u);
+  EXPECT_EQ(stat.at("total_cache"), 12u);
+}
+
+TEST(TextTest, NumberParsersRejectTrailingGarbage) {
+  EXPECT_EQ(parse_u64("42"), 42u);
+  EXPECT_FALSE(parse_u64("42x"));
+  EXPECT_FALSE(parse_u64("-1"));
+  EXPECT_FALSE(parse_u64(""));
+  EXPECT_EQ(parse_i64("-5"), -5);
+  EXPECT_EQ(parse_double("2.5"), 2.5);
+  EXPECT_FALSE(parse_double("1e3"));
+  EXPECT_FALSE(parse_double("nan"));
+}
+
+TEST(TextTest, SplitKeepsEmptyFieldsSplitWhitespaceDropsThem) {
+  EXPECT_EQ(split("a,,b", ',').size(), 3u);
+  EXPECT_EQ(split_whitespace("  a \t b\n").size(), 2u);
+  EXPECT_EQ(trim("  x \n"), "x");
+  EXPECT_EQ(trim("   "), "");
+}
+
+}  // namespace
+}  // namespace hostfit
