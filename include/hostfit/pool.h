@@ -69,8 +69,9 @@ struct PoolFacts {
   Limit cgroup_memory_limit;                      // min over the memory cgroup chain
   std::string cgroup_memory_limit_cgroup;         // the cgroup that sets it
   std::optional<uint64_t> cgroup_memory_usage_bytes;
-  std::optional<uint64_t> max_map_count;  // vm.max_map_count
-  std::optional<uint64_t> map_count;      // mappings this process has now
+  std::optional<uint64_t> max_map_count;             // vm.max_map_count
+  std::optional<uint64_t> map_count;                 // mappings this process has now
+  std::optional<uint64_t> address_space_used_bytes;  // VmSize now: what RLIMIT_AS already counts
   uint64_t page_size_bytes = 4096;
   std::vector<std::string> unknown;  // "vm.max_map_count: <why>", for facts that could not be read
 };

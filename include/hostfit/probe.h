@@ -167,16 +167,17 @@ struct MemoryFacts {
   Fact<uint64_t> committed;     // Committed_AS
   Fact<uint64_t> swap_total;
   Fact<uint64_t> swap_free;
-  Fact<int> overcommit_memory;     // vm.overcommit_memory: 0 heuristic, 1 always, 2 strict
-  Fact<int> overcommit_ratio;      // vm.overcommit_ratio
-  Fact<std::string> thp_enabled;   // the bracketed mode of transparent_hugepage/enabled
-  Fact<uint64_t> hugepages_total;  // HugePages_Total
-  Fact<uint64_t> hugepage_size;    // Hugepagesize, bytes
-  Fact<uint64_t> max_map_count;    // vm.max_map_count
-  Fact<uint64_t> map_count;        // lines of /proc/PID/maps
-  Fact<uint64_t> page_size;        // bytes
-  Fact<int> virtual_address_bits;  // cpuinfo "address sizes: ... N bits virtual"
-  Fact<ResourceLimit> rlimit_as;   // from /proc/PID/limits ("unlimited" -> Limit::unlimited())
+  Fact<int> overcommit_memory;        // vm.overcommit_memory: 0 heuristic, 1 always, 2 strict
+  Fact<int> overcommit_ratio;         // vm.overcommit_ratio
+  Fact<std::string> thp_enabled;      // the bracketed mode of transparent_hugepage/enabled
+  Fact<uint64_t> hugepages_total;     // HugePages_Total
+  Fact<uint64_t> hugepage_size;       // Hugepagesize, bytes
+  Fact<uint64_t> max_map_count;       // vm.max_map_count
+  Fact<uint64_t> map_count;           // lines of /proc/PID/maps
+  Fact<uint64_t> address_space_used;  // VmSize of /proc/PID/status: what RLIMIT_AS already counts
+  Fact<uint64_t> page_size;           // bytes
+  Fact<int> virtual_address_bits;     // cpuinfo "address sizes: ... N bits virtual"
+  Fact<ResourceLimit> rlimit_as;      // from /proc/PID/limits ("unlimited" -> Limit::unlimited())
   Fact<ResourceLimit> rlimit_data;
   Fact<ResourceLimit> rlimit_nofile;
   Fact<ResourceLimit> rlimit_nproc;

@@ -139,6 +139,7 @@ void print_table(const HostFacts& f, bool explain) {
   t.add("huge pages", m.hugepages_total, [](uint64_t v) { return std::to_string(v); });
   t.add("max_map_count", m.max_map_count, [](uint64_t v) { return std::to_string(v); });
   t.add("map count", m.map_count, [](uint64_t v) { return std::to_string(v); });
+  t.add_bytes("address space used", m.address_space_used);
   t.add_bytes("page size", m.page_size);
   t.add("virtual address bits", m.virtual_address_bits, [](int v) { return std::to_string(v); });
   const auto rlimit = [](const ResourceLimit& r) {

@@ -37,6 +37,7 @@ PoolFacts pool_facts_from(const MemoryFacts& memory, const CgroupFacts& cgroups)
   note_unknown(memory.max_map_count, "vm.max_map_count", f.unknown);
   if (memory.map_count.known()) f.map_count = *memory.map_count;
   note_unknown(memory.map_count, "map count", f.unknown);
+  if (memory.address_space_used.known()) f.address_space_used_bytes = *memory.address_space_used;
   if (memory.page_size.known() && *memory.page_size > 0) f.page_size_bytes = *memory.page_size;
   return f;
 }

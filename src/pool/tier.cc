@@ -13,9 +13,11 @@ namespace {
 // the rest.
 constexpr uint64_t kAddressSpaceShareNum = 3;
 constexpr uint64_t kAddressSpaceShareDen = 4;
-// RLIMIT_AS also covers what the process has mapped already, which the probe does not report;
-// keep this much (or 1/8 of the limit, whichever is more) for it.
+// RLIMIT_AS also covers what the process has mapped already. When VmSize is unknown, keep this
+// much (or 1/8 of the limit, whichever is more) for it; when it is known, keep VmSize plus a
+// slack for what the process maps next (thread stacks, malloc arenas).
 constexpr uint64_t kAddressSpaceMarginBytes = uint64_t{1} << 30;
+constexpr uint64_t kAddressSpaceSlackBytes = uint64_t{256} << 20;
 // Mappings kept for the rest of the process (libraries, thread stacks, malloc arenas).
 constexpr uint64_t kMapsKeptForProcess = 256;
 // A partly committed slot splits its part of the reservation into three mappings: two more.
@@ -125,9 +127,15 @@ Result<TierPlan> choose_tier(const PoolFacts& facts, const PoolOptions& options)
   std::vector<std::string> room;  // what the full pool fits within, for the reason
   if (!facts.rlimit_as.is_unlimited()) {
     const uint64_t limit = *facts.rlimit_as.value;
-    const uint64_t margin = std::max(kAddressSpaceMarginBytes, limit / 8);
-    bounds.push_back({slots_within(limit > margin ? limit - margin : 0),
-                      "RLIMIT_AS (" + format_bytes(limit) + ")"});
+    const uint64_t margin =
+        facts.address_space_used_bytes
+            ? saturating_add(*facts.address_space_used_bytes, kAddressSpaceSlackBytes)
+            : std::max(kAddressSpaceMarginBytes, limit / 8);
+    std::string name = "RLIMIT_AS (" + format_bytes(limit);
+    if (facts.address_space_used_bytes) {
+      name += ", " + format_bytes(*facts.address_space_used_bytes) + " in use";
+    }
+    bounds.push_back({slots_within(limit > margin ? limit - margin : 0), name + ")"});
   } else {
     room.push_back("RLIMIT_AS unlimited");
   }

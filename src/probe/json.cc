@@ -190,6 +190,7 @@ json to_json(const HostFacts& facts, bool explain) {
   w.fact("memory.hugepage_size_bytes", m.hugepage_size);
   w.fact("memory.max_map_count", m.max_map_count);
   w.fact("memory.map_count", m.map_count);
+  w.fact("memory.address_space_used_bytes", m.address_space_used);
   w.fact("memory.page_size_bytes", m.page_size);
   w.fact("memory.virtual_address_bits", m.virtual_address_bits);
   w.slot("memory.numa_memory_bytes") = m.numa_memory_sum;

@@ -102,6 +102,10 @@ MemoryFacts probe_memory(const Sysroot& root, const ProbeTarget& target) {
   } else {
     m.map_count = Fact<uint64_t>::unknown(maps_file, maps.error().message);
   }
+  const std::string status_file = join_path(proc, kfile::kPidStatus);
+  const auto status = root.read(status_file);
+  m.address_space_used =
+      keyed(status, status ? parse_keyed_numbers(*status) : Keyed{}, "VmSize", status_file);
   const std::string limits_file = join_path(proc, kfile::kPidLimits);
   const auto limits = root.read(limits_file);
   m.rlimit_as = limit_row(limits, "Max address space", limits_file);

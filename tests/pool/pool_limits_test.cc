@@ -83,7 +83,7 @@ TEST(PoolCheck, UnconstrainedHostGetsThePoolFor1000SlotsOf4GiB) {
 TEST(PoolCheck, RlimitAs8GiBIsNotThePoolNamesRlimitAsAndTheTierWorks) {
   const auto j = pool_check(prlimit("as", 8 * kGiB));
   EXPECT_NE(j["tier"], "pool");
-  EXPECT_THAT(j["reason"].get<std::string>(), HasSubstr("RLIMIT_AS (8 GiB)"));
+  EXPECT_THAT(j["reason"].get<std::string>(), HasSubstr("RLIMIT_AS (8 GiB"));
   EXPECT_EQ(j["check"]["ok"], true) << j["check"].dump();
   EXPECT_EQ(j["facts"]["rlimit_as"], 8 * kGiB);
 }
@@ -95,7 +95,7 @@ TEST(PoolCheck, RlimitAs64GiBGivesASmallPoolWhoseSlotsFit) {
   EXPECT_GE(slots, kMinSmallPoolSlots);
   EXPECT_LT(slots, 16u);  // 16 x (4 GiB + 32 MiB) is more than 64 GiB
   EXPECT_LT(j["reservation_bytes"].get<uint64_t>(), 64 * kGiB);
-  EXPECT_THAT(j["reason"].get<std::string>(), HasSubstr("RLIMIT_AS (64 GiB)"));
+  EXPECT_THAT(j["reason"].get<std::string>(), HasSubstr("RLIMIT_AS (64 GiB"));
   EXPECT_EQ(j["check"]["ok"], true);
 }
 

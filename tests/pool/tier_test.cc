@@ -66,6 +66,18 @@ TEST(ChooseTier, RlimitAs64GiBGivesSmallPoolOf13Slots) {
   EXPECT_THAT(plan->reason, HasSubstr("13 slots"));
 }
 
+TEST(ChooseTier, MeasuredAddressSpaceReplacesTheGuessedMargin) {
+  PoolFacts f = open_host();
+  f.rlimit_as = Limit::of(64 * kGiB);
+  f.address_space_used_bytes = 2 * kGiB;
+  auto plan = choose_tier(f, wasm_options());
+  ASSERT_TRUE(plan);
+  // 64 GiB less 2 GiB in use and 256 MiB of slack holds 15 slots of 4 GiB + 32 MiB guard.
+  EXPECT_EQ(plan->slot_count, 15u);
+  EXPECT_LE(plan->reservation_bytes + 2 * kGiB, 64 * kGiB);
+  EXPECT_THAT(plan->reason, HasSubstr("RLIMIT_AS (64 GiB, 2 GiB in use)"));
+}
+
 TEST(ChooseTier, FewFreeMappingsGiveFewerSlotsAndNameMaxMapCount) {
   PoolFacts f = open_host();
   f.map_count = 65530 - 700;
