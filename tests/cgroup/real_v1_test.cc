@@ -153,17 +153,26 @@ TEST_F(RealCgroupTest, OomKillRaisesTheCounterAndWakesTheEventfd) {
 }
 
 TEST_F(RealCgroupTest, PrepareSweepsEmptyGroupsLeftByAKilledHostfit) {
+  // A parent of its own: other tests running beside this one hold the default parent's shared
+  // lock while their groups live, and the sweep rightly backs off from a parent in use.
+  const CgroupDriverOptions options{.parent = "/" + unique_name("sweep-parent")};
+  const auto facts = probe_cgroups(root_, ProbeTarget::self());
+  auto first = open_cgroup_driver(root_, facts, options);
+  ASSERT_TRUE(first);
+  ASSERT_TRUE((*first)->prepare());
   const std::string name = unique_name("stale");
-  auto g = driver_->create(name);
+  auto g = (*first)->create(name);
   ASSERT_TRUE(g);
-  driver_->settle(*g);  // as if hostfit had died here: nothing removes it
-  auto d = open_cgroup_driver(root_, probe_cgroups(root_, ProbeTarget::self()), {});
-  ASSERT_TRUE(d);
-  auto swept = (*d)->prepare();
+  (*first)->settle(*g);  // as if hostfit had died here: nothing removes it
+  auto second = open_cgroup_driver(root_, facts, options);
+  ASSERT_TRUE(second);
+  auto swept = (*second)->prepare();
   ASSERT_TRUE(swept);
   EXPECT_NE(std::find(swept->begin(), swept->end(), name), swept->end());
   for (const auto& dir : g->dirs)
     EXPECT_FALSE(root_.exists(dir.dir)) << dir.dir;
+  for (const auto& parent : (*second)->parents())
+    EXPECT_TRUE(root_.remove_dir(parent.dir)) << parent.dir;
 }
 
 TEST_F(RealCgroupTest, CreateRefusesANameWhoseGroupHasProcesses) {
