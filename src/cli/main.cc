@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   Commands commands;
   add_probe_command(app, commands);
   add_plan_command(app, commands);
+  add_place_command(app, commands);
   add_pool_command(app, commands);
 
   try {

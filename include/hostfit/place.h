@@ -1,0 +1,162 @@
+// hostfit place: which CPUs and memory nodes a workload gets, and a ledger of who holds what.
+//
+//   hostfit::HostFacts facts = hostfit::probe_host(root, hostfit::ProbeTarget::self());
+//   hostfit::PlacementRequest req{.cpus = 48, .policy = hostfit::PlacementPolicy::kBalanced};
+//   auto placed = hostfit::place_and_hold(hostfit::default_ledger_path(), facts, req, "job-1");
+//   // placed->cpus "0-7,192-199,8-15,..."; placed->mems "0-2"; later:
+//   hostfit::release_hold(hostfit::default_ledger_path(), "job-1");
+//
+// The engine is a pure function of the topology, the CPUs the caller may use and the ledger:
+// the same input gives the same placement. docs/place.md explains the policies and the algorithm.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hostfit/core.h"
+#include "hostfit/probe.h"
+
+namespace hostfit {
+
+// ---------------------------------------------------------------------------------------------
+// Requests and placements
+
+enum class PlacementPolicy {
+  kBalanced,  // fewest nodes that hold it, near and least loaded, split evenly over them
+  kCompact,   // fewest nodes that hold it, nearest together, filled one after the other
+  kSpread,    // round-robin over every node with free CPUs
+  kNodes,     // round-robin over the nodes in PlacementRequest::nodes only
+};
+enum class SmtMode {
+  kAuto,       // whole cores when the count is a multiple of threads per core and they suffice
+  kFullCores,  // whole cores only (every SMT sibling of a chosen CPU is chosen too)
+  kAny,        // whole cores first, then single threads
+};
+enum class MemsMode {
+  kFollow,  // the nodes the CPUs are on (a node outside the allowed mems: its nearest allowed one)
+  kNear,    // kFollow plus CPU-less nodes whose nearest CPU node was chosen
+  kAll,     // every allowed memory node
+  kList,    // PlacementRequest::mems_list
+};
+
+struct PlacementRequest {
+  int cpus = 0;   // CPUs wanted; or
+  int cores = 0;  // whole cores wanted (exactly one of cpus and cores is > 0)
+  PlacementPolicy policy = PlacementPolicy::kBalanced;
+  std::vector<int> nodes;  // kNodes: node ids to use
+  SmtMode smt = SmtMode::kAuto;
+  MemsMode mems = MemsMode::kFollow;
+  CpuSet mems_list;     // kList: node ids
+  CpuSet allowed_mems;  // nodes memory may be bound to (the caller's cpuset.mems); empty = all
+};
+
+// Parsers for the CLI words; errors (kUsage) name the bad text and the accepted words.
+Result<PlacementPolicy> parse_policy(std::string_view text,
+                                     std::vector<int>* nodes);     // "nodes:1,3"
+Result<SmtMode> parse_smt(std::string_view text);                  // "full-cores" | "any"
+Result<MemsMode> parse_mems(std::string_view text, CpuSet* list);  // follow|near|all|LIST
+std::string to_string(PlacementPolicy policy);  // "balanced", "compact", "spread", "nodes"
+std::string to_string(SmtMode mode);            // "auto", "full-cores", "any"
+
+struct Placement {
+  CpuSet cpus;
+  CpuSet mems;                  // NUMA node ids for cpuset.mems
+  std::vector<int> nodes;       // node ids that got CPUs, ascending
+  std::map<int, int> per_node;  // node id -> CPUs placed there
+  int distance_score = 0;       // sum of node distances over pairs of chosen nodes (0: one node)
+  double mean_distance = 0;     // node distance between two CPUs of the placement, on average
+  int split_cores = 0;          // cores of which the placement took some SMT siblings, not all
+  bool full_cores = false;      // placed as whole cores only
+  PlacementPolicy policy = PlacementPolicy::kBalanced;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The ledger: which CPUs (and memory nodes) each owner holds.
+
+struct Hold {
+  std::string owner;
+  CpuSet cpus;
+  CpuSet mems;
+};
+
+// A value type; not thread-safe. Owners are unique, and no CPU is held by two owners.
+class Ledger {
+ public:
+  // A ledger file; a missing file is an empty ledger. A file that is not a valid ledger is an
+  // error (kParse) naming the file and the problem; nothing is changed on disk.
+  static Result<Ledger> load(const std::filesystem::path& path);
+  static Result<Ledger> from_json(const nlohmann::json& j);
+  nlohmann::json to_json() const;
+  // Writes a temporary file next to path, fsyncs it and renames it over path (creating the
+  // directory), so readers see the old or the new ledger, never a half-written one.
+  Status save(const std::filesystem::path& path) const;
+
+  // Records that owner holds cpus and mems. kUsage for an empty or duplicate owner name,
+  // kResource when a CPU is already held by someone else; the ledger is unchanged on error.
+  Status hold(const std::string& owner, const CpuSet& cpus, const CpuSet& mems);
+  // Forgets owner's hold; kNotFound (naming the owners there are) when it has none.
+  Status release(const std::string& owner);
+
+  const std::vector<Hold>& holds() const { return holds_; }  // in the order they were taken
+  const Hold* find(std::string_view owner) const;
+  CpuSet held() const;  // union of all holds' CPUs
+
+ private:
+  std::vector<Hold> holds_;
+};
+
+// The ledger path: $HOSTFIT_LEDGER when set and not empty, else /run/hostfit/ledger.json.
+std::filesystem::path default_ledger_path();
+
+// An exclusive flock on PATH.lock (created with its directory) for one read-modify-write of the
+// ledger at PATH across hostfit processes. Released on destruction. Move-only.
+class LedgerLock {
+ public:
+  static Result<LedgerLock> acquire(const std::filesystem::path& ledger_path);
+  LedgerLock(LedgerLock&& other) noexcept;
+  LedgerLock& operator=(LedgerLock&& other) noexcept;
+  LedgerLock(const LedgerLock&) = delete;
+  LedgerLock& operator=(const LedgerLock&) = delete;
+  ~LedgerLock();
+
+ private:
+  explicit LedgerLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The engine
+
+// CPUs hostfit may hand out to the probed process: usable (affinity ∩ cpuset ∩ online) minus
+// isolated. Offline CPUs are never in it.
+CpuSet placeable_cpus(const HostFacts& facts);
+// Memory nodes it may bind to: the cpuset's mems, or empty (= all) when unknown.
+CpuSet placeable_mems(const HostFacts& facts);
+
+// The CPUs each NUMA node really holds, in the order of topology.numa_nodes. hwloc gives a
+// memory-only node its package's CPUs; a CPU listed by several nodes belongs to the smallest.
+std::vector<CpuSet> node_cpu_sets(const Topology& topology);
+
+// Places the request on CPUs of `allowed` that no hold of `ledger` has. Pure and deterministic.
+// Errors: kUsage for a malformed request (count 0, unknown node, bad mems); kResource when it
+// does not fit, saying what is free per node ("cannot place 48 CPUs: 40 free (node 3: 16, ...)").
+// CPUs in no NUMA node (e.g. of an offline node) are never handed out.
+Result<Placement> place(const Topology& topology, const CpuSet& allowed, const Ledger& ledger,
+                        const PlacementRequest& request);
+
+// For `hostfit run` and the CLI: under the ledger lock, loads the ledger at path, places the
+// request for the probed process, records it for owner and saves. Nothing is written on error.
+Result<Placement> place_and_hold(const std::filesystem::path& ledger_path, const HostFacts& facts,
+                                 const PlacementRequest& request, const std::string& owner);
+// Under the ledger lock, removes owner's hold and saves; the released hold is returned.
+Result<Hold> release_hold(const std::filesystem::path& ledger_path, const std::string& owner);
+
+// {"cpus": "0-7", "mems": "0", "nodes": [0], "per_node": {"0": 8}, "distance_score": 0, ...};
+// keys documented in docs/place.md.
+nlohmann::json to_json(const Placement& placement);
+
+}  // namespace hostfit
