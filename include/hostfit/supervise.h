@@ -1,0 +1,164 @@
+// hostfit supervise: run one workload in its cgroup, in the foreground, and say what really ended
+// it. The child joins the group before exec (no shell), hostfit waits on a pidfd, forwards
+// SIGINT/SIGTERM/SIGHUP/SIGQUIT and escalates to SIGKILL after the stop timeout. An OOM kill is
+// KILLED(OOM) only when the main process died of SIGKILL and the group's oom_kill counter rose:
+// never from exit code 137 alone, never from the order of events.
+//
+//   hostfit::RunRecord r = hostfit::supervise(*driver, group, {.argv = {"python3", "-c", "..."}});
+//   r.state == hostfit::RunState::kKilled && r.reason == hostfit::KillReason::kOom
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hostfit/cgroup.h"
+#include "hostfit/core.h"
+#include "hostfit/place.h"
+#include "hostfit/plan.h"
+#include "hostfit/probe.h"
+
+namespace hostfit {
+
+// Lifecycle of a workload, shared with the daemon: PENDING -> STARTING -> RUNNING -> one of
+// EXITED(code), FAILED(could not start), KILLED(OOM | SIGNAL n | TIMEOUT).
+enum class RunState { kPending, kStarting, kRunning, kExited, kFailed, kKilled };
+enum class KillReason { kNone, kOom, kSignal, kTimeout };
+const char* to_string(RunState state);     // "PENDING", ..., "KILLED"
+const char* to_string(KillReason reason);  // "", "OOM", "SIGNAL", "TIMEOUT"
+
+// A process of the workload killed by the OOM killer while the main process lived.
+struct OomEvent {
+  pid_t pid = 0;                           // 0 when the kernel log could not be read
+  std::string comm;                        // its command name, from the kernel log
+  std::optional<uint64_t> kernel_time_us;  // the kill's timestamp in the kernel log (monotonic)
+};
+
+// What happened to one run. Times are wall-clock for people and monotonic for latencies.
+struct RunRecord {
+  RunState state = RunState::kPending;
+  KillReason reason = KillReason::kNone;
+  int exit_code = 0;         // EXITED: the workload's code
+  int signal = 0;            // KILLED: the signal that ended the main process
+  int forwarded_signal = 0;  // the first stop signal hostfit passed on, 0 when none
+  std::string failure;       // FAILED: "cannot execute 'x': No such file or directory"
+  int failure_errno = 0;     // FAILED: errno of exec (ENOENT -> shell code 127)
+  pid_t pid = 0;             // the main process
+  std::chrono::system_clock::time_point started_at, ended_at;
+  uint64_t oom_kills = 0;  // rise of the group's oom_kill counter over the run
+  std::string
+      oom_evidence;  // how an OOM verdict was reached, e.g. "memory.oom_control oom_kill 0 -> 1"
+  std::vector<OomEvent> events;  // OOM kills of other processes of the workload
+  std::optional<uint64_t> memory_peak_bytes;
+  std::optional<uint64_t> cpu_usage_us;
+  std::optional<uint64_t> memory_limit_bytes;  // the group's limit, for the verdict line
+  // Latencies of an OOM verdict, in microseconds: from the first OOM wake-up (eventfd/inotify)
+  // and from the kill's timestamp in the kernel log (when /dev/kmsg is readable).
+  std::optional<double> wakeup_to_verdict_us;
+  std::optional<double> kernel_to_verdict_us;
+
+  double duration_s() const;
+  // The code a shell would report: the exit code, 128 + signal, 127 (not found) or 126.
+  int shell_exit_code() const;
+  // "EXITED(0)", "KILLED(OOM)", "KILLED(SIGNAL 9)", "KILLED(TIMEOUT)", "FAILED"
+  std::string state_text() const;
+};
+
+struct SpawnSpec {
+  std::vector<std::string> argv;                  // argv[0] is looked up in PATH; no shell
+  std::vector<std::string> env;                   // the whole environment, "KEY=value"
+  std::chrono::milliseconds stop_timeout{10000};  // SIGTERM/SIGINT forwarded -> SIGKILL after
+  std::string kmsg_path = "/dev/kmsg";            // the kernel log under the Sysroot; "" = none
+};
+
+struct SuperviseHooks {
+  std::function<void(RunState, pid_t)> on_state;      // STARTING, RUNNING (with the pid)
+  std::function<void(const OomEvent&)> on_oom_event;  // another process was OOM-killed
+  std::function<void(const std::string&)> on_notice;  // e.g. paused at the limit, no OOM killer
+};
+
+// Runs spec.argv inside `group` and blocks until the main process ends. Signals listed above are
+// blocked for the calling thread while it runs (call from the main thread of a single-threaded
+// program). A command that cannot be executed is a RunRecord in state FAILED, not an Error;
+// Errors are for hostfit's own failures (no pidfd, no fork). Leaves the group in place: the
+// caller removes it (which kills any process the workload left behind).
+Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgroup& group,
+                            const SpawnSpec& spec, const SuperviseHooks& hooks = {});
+
+// One OOM-kill record of the kernel log, as /dev/kmsg gives it:
+// "3,1234,5678901,-;oom-kill:constraint=CONSTRAINT_MEMCG,...,task_memcg=/a/b,task=python3,pid=42,uid=0"
+struct KernelOomKill {
+  pid_t pid = 0;
+  std::string comm;
+  std::string task_memcg;  // the victim's memory cgroup path
+  uint64_t time_us = 0;    // the record's timestamp (CLOCK_MONOTONIC-like, microseconds)
+};
+// The kill described by one kmsg record, or nullopt for any other (or garbled) record.
+std::optional<KernelOomKill> parse_kmsg_oom_kill(std::string_view record);
+
+// ---------------------------------------------------------------------------------------------
+// A whole `hostfit run`: validate, create and limit the group, size the workload, supervise it,
+// release everything.
+
+struct WorkloadRequest {
+  std::string name;                            // "" = "<command>-<pid>"
+  std::optional<double> cpus{};                // CPU quota in CPUs (quota over a 100 ms period)
+  std::optional<CpuSet> cpuset{};              // explicit CPUs
+  std::optional<PlacementPolicy> placement{};  // or CPUs chosen by `place` for ceil(cpus)
+  std::vector<int> placement_nodes{};          // PlacementPolicy::kNodes
+  std::filesystem::path ledger_path{};         // "" = default_ledger_path()
+  std::optional<uint64_t> memory_max_bytes{};
+  std::optional<uint64_t> memory_high_bytes{};
+  std::optional<uint64_t> pids_max{};
+  std::string cgroup_parent{};      // --cgroup-parent, "" = default
+  bool export_env = true;           // HOSTFIT_* variables
+  std::vector<std::string> argv{};  // with {placeholders}
+  std::vector<std::string> env{};   // the environment to start from
+  std::chrono::milliseconds stop_timeout{10000};
+};
+
+// What the workload got, resolved before it starts.
+struct WorkloadSizing {
+  Plan plan;  // make_plan for the group: workers, cpus, cpuset, mems, memory limit, binding
+  std::optional<Placement> placement;  // when --placement chose the CPUs
+};
+
+struct WorkloadRun {
+  RunRecord record;
+  Cgroup group;
+  CgroupLimits limits;
+  WorkloadSizing sizing;
+  std::vector<std::string> argv;   // after placeholder substitution
+  std::vector<std::string> swept;  // leftover groups removed at start
+  CgroupMode mode = CgroupMode::kNone;
+  double stop_timeout_s = 0;
+};
+
+// Checks a request against what hostfit itself may use (`self`, from probe_host of "/proc/self")
+// before anything is created. kUsage errors name the flag, the value and what is accepted.
+Status validate_request(const HostFacts& self, const WorkloadRequest& request);
+
+// Runs the request: prepare the parents (sweeping leftovers and their placements), create the
+// group, place it (--placement, through the place ledger), limit it, size it with make_plan,
+// substitute {workers} {cpus} {instances} {cpuset} {mems} {memory_limit} in argv, export
+// plan_environment() plus HOSTFIT_NAME/CGROUP/CPUSET/MEMS/MEMORY_LIMIT, supervise, and release
+// the group and the placement on every path. Blocks until the workload
+// ends. A command that cannot be executed is a FAILED record, not an Error.
+Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
+                                 const WorkloadRequest& request, const SuperviseHooks& hooks = {});
+
+// The one line a person can act on, without the "hostfit: " prefix.
+std::string verdict_line(const WorkloadRun& run);
+std::string oom_event_line(const std::string& name, const OomEvent& event);
+// The --report record: state, reason, exit_code, signal, started_at, ended_at, limits, cgroup,
+// memory.peak_bytes, oom_kills, cpu_usage_us (keys in docs/run.md).
+nlohmann::json to_json(const WorkloadRun& run);
+
+}  // namespace hostfit

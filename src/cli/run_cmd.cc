@@ -1,0 +1,169 @@
+// hostfit run: one workload in the foreground, in its own cgroup, and the truth about its end.
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "hostfit/supervise.h"
+
+extern char** environ;
+
+namespace hostfit::cli {
+namespace {
+
+struct RunOptions {
+  std::string name;
+  std::string cpus;
+  std::string cpuset;
+  std::string placement;
+  std::string memory;
+  std::string memory_high;
+  std::string pids;
+  std::string report_file;
+  std::string cgroup_parent;
+  std::string stop_timeout = "10";
+  bool no_env = false;
+  std::vector<std::string> command;
+};
+
+Result<std::optional<uint64_t>> size_flag(const std::string& flag, const std::string& text) {
+  if (text.empty()) return std::optional<uint64_t>{};
+  auto v = parse_bytes(text);
+  if (!v) return fail(ErrorKind::kUsage, "bad " + flag + " '" + text + "': " + v.error().message);
+  return std::optional<uint64_t>(*v);
+}
+
+Result<WorkloadRequest> to_request(const RunOptions& o) {
+  WorkloadRequest r;
+  r.name = o.name;
+  r.argv = o.command;
+  r.cgroup_parent = o.cgroup_parent;
+  r.export_env = !o.no_env;
+  for (char** e = environ; *e; ++e)
+    r.env.emplace_back(*e);
+  if (!o.cpus.empty()) {
+    auto c = parse_double(o.cpus);
+    if (!c) {
+      return fail(ErrorKind::kUsage,
+                  "bad --cpus '" + o.cpus + "': give a number of CPUs such as 0.5 or 2");
+    }
+    r.cpus = *c;
+  }
+  if (!o.cpuset.empty()) {
+    auto set = CpuSet::parse_list(o.cpuset);
+    if (!set) return fail(set.error().wrap("bad --cpuset"));
+    r.cpuset = *set;
+  }
+  if (!o.placement.empty()) {
+    std::vector<int> nodes;
+    auto policy = parse_policy(o.placement, &nodes);
+    if (!policy) return fail(policy.error().wrap("bad --placement"));
+    r.placement = *policy;
+    r.placement_nodes = nodes;
+  }
+  auto memory = size_flag("--memory", o.memory);
+  if (!memory) return fail(memory.error());
+  r.memory_max_bytes = *memory;
+  auto high = size_flag("--memory-high", o.memory_high);
+  if (!high) return fail(high.error());
+  r.memory_high_bytes = *high;
+  if (!o.pids.empty()) {
+    auto p = parse_u64(o.pids);
+    if (!p) return fail(ErrorKind::kUsage, "bad --pids '" + o.pids + "': give a whole number");
+    r.pids_max = *p;
+  }
+  auto stop = parse_double(o.stop_timeout);
+  if (!stop || *stop < 0 || *stop > 86400) {
+    return fail(ErrorKind::kUsage,
+                "bad --stop-timeout '" + o.stop_timeout + "': give seconds from 0 to 86400");
+  }
+  r.stop_timeout = std::chrono::milliseconds(static_cast<int64_t>(*stop * 1000));
+  return r;
+}
+
+int run(const RunOptions& o) {
+  auto request = to_request(o);
+  if (!request) return report(request.error());
+  const Sysroot root("/");
+  const HostFacts self = probe_host(root, ProbeTarget::self());
+  if (auto st = validate_request(self, *request); !st) return report(st.error());
+
+  std::string name;
+  SuperviseHooks hooks;
+  hooks.on_oom_event = [&](const OomEvent& e) {
+    std::cerr << "hostfit: " << oom_event_line(name, e) << "\n";
+  };
+  hooks.on_notice = [](const std::string& notice) { std::cerr << "hostfit: " << notice << "\n"; };
+  name = request->name;
+  auto run = run_workload(root, self, *request, hooks);
+  if (!run) return report(run.error());
+  name = run->group.name;
+  std::cerr << "hostfit: " << verdict_line(*run) << "\n";
+  if (!o.report_file.empty()) {
+    std::ofstream out(o.report_file);
+    if (out) print_json(out, to_json(*run));
+    if (!out) {
+      std::cerr << "hostfit: cannot write the report to " << o.report_file << "\n";
+    }
+  }
+  return run->record.shell_exit_code();
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app, Commands& commands) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "run",
+      "Run one workload in the foreground inside a cgroup hostfit creates, limited and sized "
+      "for it, and say what really ended it (exit code, signal, or the kernel OOM killer).");
+  cmd->add_option("--name", o->name, "Name of the workload and its cgroup (default CMD-PID)");
+  cmd->add_option("--cpus", o->cpus, "CPU quota in CPUs, e.g. 0.5 or 2 (quota over 100 ms)")
+      ->type_name("N");
+  cmd->add_option("--cpuset", o->cpuset, "CPUs the workload may run on, e.g. 0-3,8")
+      ->type_name("LIST");
+  cmd->add_option("--placement", o->placement,
+                  "Let hostfit place ceil(--cpus) CPUs: balanced, compact, spread or nodes:LIST "
+                  "(recorded in the placement ledger, released at exit)")
+      ->type_name("POLICY");
+  cmd->add_option("--memory", o->memory, "Memory limit, e.g. 64Mi or 1.5G (also caps swap)")
+      ->type_name("SIZE");
+  cmd->add_option("--memory-high", o->memory_high,
+                  "Memory throttle point (memory.high, cgroup v2 only)")
+      ->type_name("SIZE");
+  cmd->add_option("--pids", o->pids, "Most processes and threads the workload may have")
+      ->type_name("N");
+  cmd->add_option("--report", o->report_file, "Write the run's JSON record to FILE at the end")
+      ->type_name("FILE");
+  cmd->add_option("--cgroup-parent", o->cgroup_parent,
+                  "Create the group under PATH in every hierarchy instead of the default")
+      ->type_name("PATH");
+  cmd->add_option("--stop-timeout", o->stop_timeout,
+                  "Seconds between a forwarded SIGTERM/SIGINT and SIGKILL (default 10)")
+      ->type_name("SECONDS");
+  cmd->add_flag("--no-env", o->no_env, "Do not export HOSTFIT_* variables to the workload");
+  cmd->add_option("command", o->command, "The command and its arguments, after --")
+      ->type_name("CMD ARGS...");
+  cmd->footer(
+      "Where the group goes: hostfit manages only its own subtree, a 'hostfit' child of its own\n"
+      "cgroup in each hierarchy (see /proc/self/cgroup), e.g. <own memory cgroup>/hostfit/NAME;\n"
+      "--cgroup-parent PATH puts it at PATH/NAME instead. The --report records each path.\n"
+      "\n"
+      "Placeholders in ARGS: {workers} {cpus} {instances} {cpuset} {mems} {memory_limit}, from\n"
+      "'hostfit plan' for the group hostfit creates ({{ and }} are literal braces). Exported "
+      "unless\n"
+      "--no-env: the variables of 'hostfit plan -o env' (HOSTFIT_WORKERS, HOSTFIT_CPUS,\n"
+      "GOMAXPROCS, ...) and HOSTFIT_NAME HOSTFIT_CGROUP HOSTFIT_CPUSET HOSTFIT_MEMS\n"
+      "HOSTFIT_MEMORY_LIMIT.\n"
+      "\n"
+      "Exit code: the workload's, or 128 + signal (137 for an OOM kill), 127 when the command\n"
+      "cannot be executed; 2 for a usage error (nothing is created).\n"
+      "\n"
+      "Examples:\n"
+      "  hostfit run --memory 64Mi -- python3 -c 'bytearray(512 << 20)'\n"
+      "  hostfit run --cpus 2 -- nginx -g 'daemon off; worker_processes {workers};'\n"
+      "  hostfit run --name etl --memory 1G --report etl.json -- ./etl --threads {workers}");
+  commands.push_back({cmd, [o]() { return run(*o); }});
+}
+
+}  // namespace hostfit::cli

@@ -1,0 +1,462 @@
+// Spawning a workload into its cgroup, waiting on it, forwarding signals and classifying its end.
+#include "hostfit/supervise.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace hostfit {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The signals a person or an orchestrator uses to stop hostfit; they go on to the workload.
+constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+// After the main process died of SIGKILL with no rise yet, how long to re-read the counter: the
+// kernel sends SIGKILL before it counts the kill, and the victim may be reaped in between.
+constexpr auto kCounterGrace = std::chrono::milliseconds(100);
+// Without the kernel log, how long an OOM wake-up waits to see whether the main process is the
+// victim (it then dies within milliseconds) before reporting a kill of another process.
+constexpr int kVictimGraceMs = 100;
+// After an OOM wake-up without a counted kill, re-read the counters this often for this long.
+constexpr int kRecheckPollMs = 2;
+constexpr auto kRecheckWindow = std::chrono::milliseconds(250);
+
+// Descriptors closed on scope exit.
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(Fd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    std::swap(fd, o.fd);
+    return *this;
+  }
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+uint64_t monotonic_us() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+}
+
+int pidfd_open(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+// The kernel log from now on: OOM-kill records of our memory cgroup, read without blocking.
+class KernelLog {
+ public:
+  KernelLog(const Sysroot& root, const std::string& path, std::string memcg)
+      : memcg_(std::move(memcg)) {
+    if (path.empty() || memcg_.empty()) return;
+    fd_ = Fd(::open(root.path(path).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    if (fd_.fd >= 0) ::lseek(fd_.fd, 0, SEEK_END);
+  }
+  bool readable() const { return fd_.fd >= 0; }
+  // New kills of processes in our memory cgroup (or below it) since the last call.
+  std::vector<KernelOomKill> read_kills() {
+    std::vector<KernelOomKill> kills;
+    if (fd_.fd < 0) return kills;
+    char buf[8192];
+    for (;;) {
+      const ssize_t n = ::read(fd_.fd, buf, sizeof buf);
+      if (n < 0 && errno == EPIPE) continue;  // records were overwritten: go on with the next
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      auto kill = parse_kmsg_oom_kill(std::string_view(buf, static_cast<size_t>(n)));
+      if (kill && (kill->task_memcg == memcg_ || kill->task_memcg.starts_with(memcg_ + "/"))) {
+        kills.push_back(std::move(*kill));
+      }
+    }
+    return kills;
+  }
+
+ private:
+  Fd fd_;
+  std::string memcg_;
+};
+
+// Blocks the forwarded signals for this thread and restores the old mask on destruction.
+class SignalBlock {
+ public:
+  SignalBlock() {
+    sigemptyset(&set_);
+    for (int s : kForwarded)
+      sigaddset(&set_, s);
+    ::pthread_sigmask(SIG_BLOCK, &set_, &old_);
+  }
+  ~SignalBlock() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  const sigset_t& set() const { return set_; }
+  const sigset_t& old() const { return old_; }
+
+ private:
+  sigset_t set_, old_;
+};
+
+std::vector<char*> c_strings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (const auto& s : v)
+    out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// Async-signal-safe: what a forked child may call before exec.
+void child_fail(int pipe_fd, int err) {
+  (void)!::write(pipe_fd, &err, sizeof err);
+  ::_exit(err == ENOENT ? 127 : 126);
+}
+
+}  // namespace
+
+const char* to_string(RunState state) {
+  switch (state) {
+    case RunState::kPending:
+      return "PENDING";
+    case RunState::kStarting:
+      return "STARTING";
+    case RunState::kRunning:
+      return "RUNNING";
+    case RunState::kExited:
+      return "EXITED";
+    case RunState::kFailed:
+      return "FAILED";
+    case RunState::kKilled:
+      return "KILLED";
+  }
+  return "PENDING";
+}
+
+const char* to_string(KillReason reason) {
+  switch (reason) {
+    case KillReason::kNone:
+      return "";
+    case KillReason::kOom:
+      return "OOM";
+    case KillReason::kSignal:
+      return "SIGNAL";
+    case KillReason::kTimeout:
+      return "TIMEOUT";
+  }
+  return "";
+}
+
+double RunRecord::duration_s() const {
+  return std::chrono::duration<double>(ended_at - started_at).count();
+}
+
+int RunRecord::shell_exit_code() const {
+  switch (state) {
+    case RunState::kExited:
+      return exit_code;
+    case RunState::kKilled:
+      return 128 + signal;
+    case RunState::kFailed:
+      return failure_errno == ENOENT ? 127 : 126;
+    default:
+      return 1;
+  }
+}
+
+std::string RunRecord::state_text() const {
+  switch (state) {
+    case RunState::kExited:
+      return "EXITED(" + std::to_string(exit_code) + ")";
+    case RunState::kKilled:
+      if (reason == KillReason::kSignal) return "KILLED(SIGNAL " + std::to_string(signal) + ")";
+      return std::string("KILLED(") + to_string(reason) + ")";
+    default:
+      return to_string(state);
+  }
+}
+
+std::optional<KernelOomKill> parse_kmsg_oom_kill(std::string_view record) {
+  // "PRI,SEQ,TIMESTAMP_US,FLAGS;MESSAGE" then optional "\n KEY=VALUE" lines.
+  const auto semicolon = record.find(';');
+  if (semicolon == std::string_view::npos) return std::nullopt;
+  const auto header = split(record.substr(0, semicolon), ',');
+  std::string_view message = record.substr(semicolon + 1);
+  message = message.substr(0, message.find('\n'));
+  if (header.size() < 3 || !message.starts_with("oom-kill:")) return std::nullopt;
+  KernelOomKill kill;
+  const auto ts = parse_u64(header[2]);
+  if (!ts) return std::nullopt;
+  kill.time_us = *ts;
+  bool have_pid = false;
+  for (std::string_view field : split(message.substr(9), ',')) {
+    const auto eq = field.find('=');
+    if (eq == std::string_view::npos) continue;
+    const std::string_view key = field.substr(0, eq), value = field.substr(eq + 1);
+    if (key == "task_memcg") kill.task_memcg = std::string(value);
+    if (key == "task") kill.comm = std::string(value);
+    if (key == "pid") {
+      if (auto p = parse_u64(value); p && *p > 0 && *p < (uint64_t{1} << 31)) {
+        kill.pid = static_cast<pid_t>(*p);
+        have_pid = true;
+      }
+    }
+  }
+  if (!have_pid) return std::nullopt;
+  return kill;
+}
+
+Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgroup& group,
+                            const SpawnSpec& spec, const SuperviseHooks& hooks) {
+  RunRecord record;
+  if (spec.argv.empty()) return fail(ErrorKind::kUsage, "no command to run");
+  const auto state = [&](RunState s) {
+    record.state = s;
+    if (hooks.on_state) hooks.on_state(s, record.pid);
+  };
+
+  // Everything the child needs is prepared before fork: it may only make async-signal-safe calls.
+  std::vector<Fd> procs;
+  for (const auto& file : driver.procs_files(group)) {
+    Fd fd(::open(file.c_str(), O_WRONLY | O_CLOEXEC));
+    if (fd.fd < 0) return fail(Error::from_errno(errno, "open", file));
+    procs.push_back(std::move(fd));
+  }
+  const std::vector<char*> argv = c_strings(spec.argv);
+  const std::vector<char*> envp = c_strings(spec.env);
+
+  const auto baseline = driver.oom_counters(group);
+  std::unique_ptr<OomWatch> watch;
+  if (auto w = driver.watch_oom(group)) watch = std::move(*w);
+  const CgroupDir* memory_dir = group.dir_of("memory");
+  KernelLog kmsg(root, spec.kmsg_path, memory_dir ? memory_dir->cgroup : "");
+
+  SignalBlock blocked;
+  Fd signal_fd(::signalfd(-1, &blocked.set(), SFD_CLOEXEC | SFD_NONBLOCK));
+  if (signal_fd.fd < 0) return fail(Error::from_errno(errno, "create", "a signalfd"));
+  int exec_pipe[2];
+  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) return fail(Error::from_errno(errno, "create", "a pipe"));
+  Fd exec_read(exec_pipe[0]);
+  Fd exec_write(exec_pipe[1]);
+
+  state(RunState::kStarting);
+  record.started_at = std::chrono::system_clock::now();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    driver.settle(group);
+    return fail(Error::from_errno(errno, "fork", spec.argv[0]));
+  }
+  if (pid == 0) {
+    // The child: join the group in every hierarchy ("0" is the writer), restore signals, exec.
+    for (const auto& fd : procs) {
+      if (::write(fd.fd, "0", 1) != 1) child_fail(exec_write.fd, errno);
+    }
+    for (int s : kForwarded)
+      ::signal(s, SIG_DFL);
+    ::signal(SIGPIPE, SIG_DFL);
+    // Unblock rather than restore: a caller (run_workload) may have blocked them already.
+    ::pthread_sigmask(SIG_UNBLOCK, &blocked.set(), nullptr);
+    ::execvpe(argv[0], argv.data(), envp.data());
+    child_fail(exec_write.fd, errno);
+  }
+  record.pid = pid;
+  exec_write = Fd();
+  procs.clear();
+  Fd pidfd(pidfd_open(pid));
+
+  // The exec pipe closes on a successful exec and carries errno otherwise.
+  int child_errno = 0;
+  ssize_t got;
+  do {
+    got = ::read(exec_read.fd, &child_errno, sizeof child_errno);
+  } while (got < 0 && errno == EINTR);
+  driver.settle(group);
+  if (got == sizeof child_errno) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    record.ended_at = std::chrono::system_clock::now();
+    record.failure_errno = child_errno;
+    record.failure = "cannot execute '" + spec.argv[0] + "': " + std::strerror(child_errno);
+    state(RunState::kFailed);
+    return record;
+  }
+  if (pidfd.fd < 0) {
+    // Linux before 5.3: nothing to poll on. Kill the child rather than run it unsupervised.
+    const int err = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return fail(Error::from_errno(err, "pidfd_open", std::to_string(pid)).wrap("needs Linux 5.3+"));
+  }
+  state(RunState::kRunning);
+
+  uint64_t seen_kills = baseline ? baseline->oom_kill : 0;
+  uint64_t other_kills = 0;  // kills attributed to processes other than the main one
+  bool main_victim_logged = false;
+  std::optional<Clock::time_point> first_wakeup;
+  std::optional<uint64_t> main_kill_kernel_us;
+  std::optional<Clock::time_point> stop_deadline;
+  bool escalated = false;
+  bool paused_noticed = false;
+  std::optional<Clock::time_point> recheck_until;
+
+  const auto note_kernel_kills = [&](std::vector<KernelOomKill> kills) {
+    for (auto& k : kills) {
+      if (k.pid == pid) {
+        main_victim_logged = true;
+        main_kill_kernel_us = k.time_us;
+      } else {
+        ++other_kills;
+        OomEvent e{k.pid, k.comm, k.time_us};
+        record.events.push_back(e);
+        if (hooks.on_oom_event) hooks.on_oom_event(e);
+      }
+    }
+  };
+  const auto main_has_ended = [&](int timeout_ms) {
+    pollfd p{pidfd.fd, POLLIN, 0};
+    return ::poll(&p, 1, timeout_ms) > 0;
+  };
+
+  siginfo_t exit_info{};
+  for (;;) {
+    pollfd fds[3] = {{pidfd.fd, POLLIN, 0}, {signal_fd.fd, POLLIN, 0}, {-1, POLLIN, 0}};
+    if (watch) fds[2].fd = watch->fd();
+    int timeout_ms = -1;
+    if (stop_deadline && !escalated) {
+      timeout_ms = static_cast<int>(std::max<int64_t>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(*stop_deadline - Clock::now())
+                     .count() +
+                 1));
+    }
+    if (recheck_until)
+      timeout_ms = timeout_ms < 0 ? kRecheckPollMs : std::min(timeout_ms, kRecheckPollMs);
+    const int n = ::poll(fds, 3, timeout_ms);
+    if (n < 0 && errno != EINTR) return fail(Error::from_errno(errno, "poll", "the workload"));
+
+    if (fds[2].revents & POLLIN) {
+      if (!first_wakeup) first_wakeup = Clock::now();
+      watch->drain();
+      // v1 signals when the group enters OOM, before the victim is chosen and counted: keep
+      // looking for a short while.
+      recheck_until = Clock::now() + kRecheckWindow;
+    }
+    if (recheck_until && Clock::now() <= *recheck_until) {
+      auto counters = driver.oom_counters(group);
+      if (counters && counters->oom_kill > seen_kills) {
+        recheck_until.reset();
+        const uint64_t new_kills = counters->oom_kill - seen_kills;
+        seen_kills = counters->oom_kill;
+        const uint64_t before = other_kills + (main_victim_logged ? 1 : 0);
+        note_kernel_kills(kmsg.read_kills());
+        const uint64_t attributed = other_kills + (main_victim_logged ? 1 : 0) - before;
+        // Kills the kernel log did not name: the main process if it now ends, else another one.
+        for (uint64_t i = attributed; i < new_kills; ++i) {
+          if (main_has_ended(kVictimGraceMs)) break;
+          ++other_kills;
+          OomEvent e;
+          record.events.push_back(e);
+          if (hooks.on_oom_event) hooks.on_oom_event(e);
+        }
+      } else if (counters && counters->under_oom && counters->kill_disabled && !paused_noticed) {
+        paused_noticed = true;
+        if (hooks.on_notice) {
+          hooks.on_notice("'" + group.name +
+                          "' is paused at its memory limit: oom_kill_disable is set in " +
+                          counters->source + ", so the kernel waits instead of killing");
+        }
+      }
+    } else {
+      recheck_until.reset();
+    }
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo si;
+      while (::read(signal_fd.fd, &si, sizeof si) == sizeof si) {
+        // A terminal's ^C reaches the whole foreground process group, the workload included:
+        // forwarding it again would deliver it twice.
+        if (si.ssi_code != SI_KERNEL) ::kill(pid, static_cast<int>(si.ssi_signo));
+        if (!stop_deadline) {
+          stop_deadline = Clock::now() + spec.stop_timeout;
+          record.forwarded_signal = static_cast<int>(si.ssi_signo);
+        }
+      }
+    }
+    if (stop_deadline && !escalated && Clock::now() >= *stop_deadline) {
+      escalated = true;
+      ::kill(pid, SIGKILL);
+      for (pid_t p : driver.processes(group).value_or(std::vector<pid_t>{}))
+        ::kill(p, SIGKILL);
+    }
+    if (fds[0].revents & POLLIN) {
+      if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd.fd), &exit_info,
+                   WEXITED) == 0) {
+        break;
+      }
+      if (errno != EINTR) return fail(Error::from_errno(errno, "wait for", spec.argv[0]));
+    }
+  }
+  record.ended_at = std::chrono::system_clock::now();
+
+  // Classify. OOM needs both: death by SIGKILL and a rise of the group's oom_kill counter that
+  // is not accounted for by kills of other processes.
+  if (exit_info.si_code == CLD_EXITED) {
+    record.exit_code = exit_info.si_status;
+  } else {
+    record.signal = exit_info.si_status;
+  }
+  const bool by_sigkill = exit_info.si_code != CLD_EXITED && record.signal == SIGKILL;
+  auto counters = driver.oom_counters(group);
+  if (by_sigkill && counters && baseline) {
+    const auto grace_end = Clock::now() + kCounterGrace;
+    while (counters && counters->oom_kill_known &&
+           counters->oom_kill - baseline->oom_kill <= other_kills && Clock::now() < grace_end) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      counters = driver.oom_counters(group);
+    }
+  }
+  note_kernel_kills(kmsg.read_kills());
+  if (counters && baseline) {
+    record.oom_kills = counters->oom_kill - baseline->oom_kill;
+    if (by_sigkill && counters->oom_kill_known && record.oom_kills > other_kills) {
+      record.reason = KillReason::kOom;
+      record.oom_evidence = counters->source + ": oom_kill " + std::to_string(baseline->oom_kill) +
+                            " -> " + std::to_string(counters->oom_kill);
+    } else if (by_sigkill && !counters->oom_kill_known && !counters->kill_disabled &&
+               counters->limit_hits > baseline->limit_hits) {
+      // Kernels before 4.13 do not count kills; a SIGKILL after the limit was hit is the best
+      // evidence they give.
+      record.reason = KillReason::kOom;
+      record.oom_evidence = "memory.failcnt rose " + std::to_string(baseline->limit_hits) + " -> " +
+                            std::to_string(counters->limit_hits) +
+                            " (this kernel has no oom_kill counter)";
+    }
+  }
+  if (record.reason == KillReason::kOom) {
+    const auto verdict = Clock::now();
+    const uint64_t verdict_us = monotonic_us();
+    if (first_wakeup) {
+      record.wakeup_to_verdict_us =
+          std::chrono::duration<double, std::micro>(verdict - *first_wakeup).count();
+    }
+    if (main_kill_kernel_us && verdict_us >= *main_kill_kernel_us) {
+      record.kernel_to_verdict_us = static_cast<double>(verdict_us - *main_kill_kernel_us);
+    }
+  } else if (exit_info.si_code != CLD_EXITED) {
+    record.reason = escalated && by_sigkill ? KillReason::kTimeout : KillReason::kSignal;
+  }
+  if (auto usage = driver.usage(group)) {
+    record.memory_peak_bytes = usage->memory_peak_bytes;
+    record.cpu_usage_us = usage->cpu_usage_us;
+  }
+  state(exit_info.si_code == CLD_EXITED ? RunState::kExited : RunState::kKilled);
+  return record;
+}
+
+}  // namespace hostfit

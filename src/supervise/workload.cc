@@ -1,0 +1,385 @@
+// One `hostfit run` from request to released cgroup: checks, group, sizing, supervision, report.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "hostfit/supervise.h"
+
+namespace hostfit {
+namespace {
+
+// CFS refuses quotas under 1 ms; a tenth of a second is the period Docker and Kubernetes use.
+constexpr int64_t kPeriodUs = 100000;
+constexpr int64_t kMinQuotaUs = 1000;
+
+std::string format_cpus(double cpus) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", cpus);
+  std::string s = buf;
+  while (s.back() == '0')
+    s.pop_back();
+  if (s.back() == '.') s.pop_back();
+  return s;
+}
+
+std::string format_seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, s < 10 ? "%.1f s" : "%.0f s", s);
+  return buf;
+}
+
+std::string iso8601(std::chrono::system_clock::time_point t) {
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+// "python3" -> "python3-4242"; characters a cgroup name may not hold become '-'.
+std::string default_name(const std::string& command) {
+  std::string base = command.substr(command.rfind('/') + 1);
+  for (char& c : base) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) c = '-';
+  }
+  while (!base.empty() && (base.front() == '.' || base.front() == '_'))
+    base.erase(base.begin());
+  if (base.empty()) base = "workload";
+  return base.substr(0, 40) + "-" + std::to_string(::getpid());
+}
+
+// The facts of the new group: hostfit's own view narrowed by the group's limits, with the
+// probe's own rule for effective CPUs (compute_effective_cpus), for make_plan.
+HostFacts group_facts(const HostFacts& self, const CgroupLimits& limits, const Cgroup& group) {
+  HostFacts f = self;
+  const CgroupDir* cpu_dir = group.dir_of("cpu");
+  const CgroupDir* memory_dir = group.dir_of("memory");
+  if (memory_dir) f.target = ProbeTarget::cgroup(memory_dir->cgroup);
+  if (limits.cpus) f.cpu.cpuset = Fact<CpuSet>::of(*limits.cpus, "cpuset.cpus of " + group.name);
+  if (limits.mems) {
+    f.cpu.cpuset_mems = Fact<CpuSet>::of(*limits.mems, "cpuset.mems of " + group.name);
+  }
+  if (limits.cpu_quota_us) {
+    CpuQuota q;
+    q.cgroup = cpu_dir ? cpu_dir->cgroup : group.name;
+    q.source = cpu_dir ? join_path(cpu_dir->dir, cpu_dir->v2 ? "cpu.max" : "cpu.cfs_quota_us") : "";
+    q.raw = std::to_string(*limits.cpu_quota_us);
+    q.quota_us = *limits.cpu_quota_us;
+    q.period_us = limits.cpu_period_us;
+    q.v2 = cpu_dir && cpu_dir->v2;
+    f.cpu.quotas.push_back(q);
+  }
+  compute_effective_cpus(f.cpu);
+  if (limits.memory_max_bytes) {
+    const Limit own = Limit::of(*limits.memory_max_bytes);
+    const Limit above = f.cgroup.memory_limit.known() ? *f.cgroup.memory_limit : Limit::unlimited();
+    const Limit tighter = min_limit(own, above);
+    if (tighter == own) {
+      f.cgroup.memory_limit = Fact<Limit>::of(own, memory_dir ? memory_dir->dir : group.name);
+      f.cgroup.memory_limit_cgroup = memory_dir ? memory_dir->cgroup : group.name;
+    }
+  }
+  return f;
+}
+
+}  // namespace
+
+Status validate_request(const HostFacts& self, const WorkloadRequest& r) {
+  if (r.argv.empty() || r.argv.front().empty()) {
+    return fail(ErrorKind::kUsage, "no command given (usage: hostfit run [flags] -- CMD ARGS...)");
+  }
+  if (!r.name.empty()) {
+    if (auto st = validate_cgroup_name(r.name); !st) return fail(st.error().wrap("--name"));
+  }
+  const CpuSet usable = self.cpu.usable;
+  const std::string available = format_cpus(self.cpu.effective) + " CPUs available to hostfit" +
+                                (usable.empty() ? "" : " (CPUs " + usable.to_list() + ")");
+  if (r.cpus) {
+    const double c = *r.cpus;
+    if (!std::isfinite(c) || c * kPeriodUs < kMinQuotaUs) {
+      return fail(ErrorKind::kUsage, "bad --cpus " + format_cpus(c) +
+                                         ": need at least 0.01 (a 1 ms quota per 100 ms period)");
+    }
+    if (self.cpu.effective > 0 && c > self.cpu.effective + 1e-9) {
+      return fail(ErrorKind::kUsage,
+                  "bad --cpus " + format_cpus(c) + ": this host has " + available);
+    }
+  }
+  if (r.cpuset) {
+    if (r.cpuset->empty()) return fail(ErrorKind::kUsage, "bad --cpuset: the list is empty");
+    if (!usable.empty() && !r.cpuset->is_subset_of(usable)) {
+      return fail(ErrorKind::kUsage, "bad --cpuset " + r.cpuset->to_list() + ": " +
+                                         (*r.cpuset - usable).to_list() +
+                                         " not usable here; this host has " + available);
+    }
+    if (r.cpus && *r.cpus > r.cpuset->count() + 1e-9) {
+      return fail(ErrorKind::kUsage, "bad --cpus " + format_cpus(*r.cpus) + ": more than the " +
+                                         std::to_string(r.cpuset->count()) + " CPUs of --cpuset " +
+                                         r.cpuset->to_list());
+    }
+  }
+  if (r.placement) {
+    if (r.cpuset) return fail(ErrorKind::kUsage, "--placement and --cpuset exclude each other");
+    if (!r.cpus) {
+      return fail(ErrorKind::kUsage,
+                  "--placement needs --cpus N: it places ceil(N) CPUs and sets a quota of N");
+    }
+  }
+  // Catch unknown or unterminated {placeholders} now, before anything is created.
+  if (auto probe = substitute_placeholders(r.argv, {"1", "1", "0", "0", "0", "max"}); !probe) {
+    return fail(probe.error());
+  }
+  if (r.memory_max_bytes && *r.memory_max_bytes == 0) {
+    return fail(ErrorKind::kUsage, "bad --memory 0: give a size such as 64Mi or 1.5G");
+  }
+  if (r.memory_high_bytes && *r.memory_high_bytes == 0) {
+    return fail(ErrorKind::kUsage, "bad --memory-high 0: give a size such as 64Mi or 1.5G");
+  }
+  if (r.memory_high_bytes) {
+    const ControllerPath* memory = self.cgroup.find("memory");
+    if (memory && !memory->v2) {
+      return fail(ErrorKind::kUsage,
+                  "--memory-high needs the cgroup v2 memory controller (memory.high); this host's "
+                  "memory controller is cgroup v1 at " +
+                      memory->mount_point + " (use --memory for a hard limit)");
+    }
+  }
+  if (r.pids_max && *r.pids_max == 0) {
+    return fail(ErrorKind::kUsage, "bad --pids 0: the workload needs at least 1 process");
+  }
+  return {};
+}
+
+Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
+                                 const WorkloadRequest& request, const SuperviseHooks& hooks) {
+  if (auto st = validate_request(self, request); !st) return fail(st.error());
+  // A SIGTERM or ^C while the group is being made waits (blocked) and is forwarded to the
+  // workload as soon as it runs, so every path still goes through the release below.
+  sigset_t stop_signals, old_mask;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT})
+    sigaddset(&stop_signals, sig);
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
+  struct Unblock {
+    sigset_t mask;
+    ~Unblock() { ::pthread_sigmask(SIG_SETMASK, &mask, nullptr); }
+  } unblock{old_mask};
+  auto driver = open_cgroup_driver(root, self.cgroup, {.parent = request.cgroup_parent});
+  if (!driver) return fail(driver.error());
+  WorkloadRun run;
+  run.mode = (*driver)->mode();
+  auto swept = (*driver)->prepare();
+  if (!swept) return fail(swept.error());
+  run.swept = *swept;
+  const std::filesystem::path ledger =
+      request.ledger_path.empty() ? default_ledger_path() : request.ledger_path;
+  // Placements of groups a killed hostfit left behind go with them.
+  if (!swept->empty() && std::filesystem::exists(ledger)) {
+    for (const auto& stale : *swept)
+      (void)release_hold(ledger, stale);
+  }
+
+  const std::string name = request.name.empty() ? default_name(request.argv[0]) : request.name;
+  auto group = (*driver)->create(name);
+  if (!group) return fail(group.error());
+  run.group = *group;
+  // From here every path out removes the group, and then the parents if nobody else uses them.
+  struct Release {
+    CgroupDriver& driver;
+    Cgroup group;  // a copy: `run` is moved into the result before this runs
+    std::filesystem::path ledger;
+    bool placed = false;
+    ~Release() {
+      (void)driver.remove(group);
+      driver.remove_parents_if_empty();
+      if (placed) (void)release_hold(ledger, group.name);
+    }
+  } release{**driver, run.group, ledger};
+
+  CgroupLimits& limits = run.limits;
+  if (request.cpus) {
+    limits.cpu_period_us = kPeriodUs;
+    limits.cpu_quota_us = std::llround(*request.cpus * kPeriodUs);
+  }
+  limits.cpus = request.cpuset;
+  if (request.placement) {
+    PlacementRequest place_request;
+    place_request.cpus = static_cast<int>(std::ceil(*request.cpus - 1e-9));
+    place_request.policy = *request.placement;
+    place_request.nodes = request.placement_nodes;
+    place_request.allowed_mems = placeable_mems(self);
+    auto placed = place_and_hold(ledger, self, place_request, name);
+    if (!placed) return fail(placed.error().wrap("cannot place '" + name + "'"));
+    release.placed = true;
+    limits.cpus = placed->cpus;
+    if (!placed->mems.empty()) limits.mems = placed->mems;
+    run.sizing.placement = *placed;
+  }
+  limits.memory_max_bytes = request.memory_max_bytes;
+  limits.memory_high_bytes = request.memory_high_bytes;
+  limits.pids_max = request.pids_max;
+  if (auto st = (*driver)->set_limits(run.group, limits); !st) {
+    return fail(st.error().wrap("cannot limit cgroup '" + name + "'"));
+  }
+  auto plan = make_plan(group_facts(self, limits, run.group), WorkloadShape{});
+  if (!plan) return fail(plan.error().wrap("cannot size '" + name + "'"));
+  run.sizing.plan = *plan;
+
+  PlaceholderValues values = placeholder_values(*plan);
+  auto argv = substitute_placeholders(request.argv, values);
+  if (!argv) return fail(argv.error());
+  run.argv = *argv;
+  SpawnSpec spec;
+  spec.argv = run.argv;
+  spec.stop_timeout = request.stop_timeout;
+  for (const auto& e : request.env) {
+    if (request.export_env && e.starts_with("HOSTFIT_")) continue;  // ours replace inherited ones
+    spec.env.push_back(e);
+  }
+  if (request.export_env) {
+    for (const auto& [key, value] : plan_environment(*plan)) {
+      // Runtime variables the user set on purpose win over the plan's.
+      const bool user_set =
+          !key.starts_with("HOSTFIT_") &&
+          std::any_of(request.env.begin(), request.env.end(),
+                      [&](const std::string& e) { return e.starts_with(key + "="); });
+      if (!user_set) spec.env.push_back(key + "=" + value);
+    }
+    const CgroupDir* memory = run.group.dir_of("memory");
+    spec.env.push_back("HOSTFIT_NAME=" + name);
+    spec.env.push_back("HOSTFIT_CGROUP=" + (memory ? memory->cgroup : run.group.dirs[0].cgroup));
+    spec.env.push_back("HOSTFIT_CPUSET=" + values.cpuset);
+    spec.env.push_back("HOSTFIT_MEMS=" + values.mems);
+    spec.env.push_back("HOSTFIT_MEMORY_LIMIT=" + values.memory_limit);
+  }
+  auto record = supervise(root, **driver, run.group, spec, hooks);
+  if (!record) return fail(record.error());
+  run.record = std::move(*record);
+  run.record.memory_limit_bytes = limits.memory_max_bytes;
+  run.stop_timeout_s = std::chrono::duration<double>(request.stop_timeout).count();
+  return run;
+}
+
+std::string oom_event_line(const std::string& name, const OomEvent& e) {
+  std::string line = "a process in '" + name + "' was killed by the OOM killer";
+  if (e.pid > 0) {
+    line += ": pid " + std::to_string(e.pid) + " (" + e.comm + ")";
+  } else {
+    line += " (its pid is unknown: the kernel log was not readable)";
+  }
+  return line + "; the run goes on";
+}
+
+std::string verdict_line(const WorkloadRun& run) {
+  const RunRecord& r = run.record;
+  const std::string who = "'" + run.group.name + "'";
+  const std::string after = format_seconds(r.duration_s());
+  const std::string peak = r.memory_peak_bytes ? "peak " + format_bytes(*r.memory_peak_bytes) : "";
+  switch (r.state) {
+    case RunState::kFailed:
+      return r.failure + (r.failure_errno == ENOENT ? " (check the command and PATH)" : "");
+    case RunState::kExited:
+      return who + " exited with code " + std::to_string(r.exit_code) + " after " + after +
+             (peak.empty() ? "" : " (" + peak + ")");
+    case RunState::kKilled:
+      break;
+    default:
+      return who + " is " + to_string(r.state);
+  }
+  if (r.reason == KillReason::kOom) {
+    if (r.memory_limit_bytes) {
+      return who + " was killed by the kernel OOM killer after " + after + ": memory limit " +
+             format_bytes(*r.memory_limit_bytes) + " reached" +
+             (peak.empty() ? "" : " (" + peak + ")") +
+             "; raise --memory or reduce the workload's memory";
+    }
+    return who + " was killed by the kernel OOM killer after " + after +
+           (peak.empty() ? "" : " (" + peak + ")") +
+           ": hostfit set no memory limit, so a parent cgroup's limit or the host ran out; set "
+           "--memory or free memory on the host";
+  }
+  const std::string sig = std::string(::sigabbrev_np(r.signal) ? ::sigabbrev_np(r.signal) : "?");
+  if (r.reason == KillReason::kTimeout) {
+    return who + " did not stop within " + format_seconds(run.stop_timeout_s) +
+           " of the forwarded signal and was killed (SIGKILL) after " + after +
+           "; raise --stop-timeout or make it exit on SIGTERM";
+  }
+  if (r.forwarded_signal != 0 && r.forwarded_signal == r.signal) {
+    return who + " stopped on SIG" + sig + ", forwarded to it by hostfit, after " + after;
+  }
+  return who + " was killed by signal " + std::to_string(r.signal) + " (SIG" + sig + ") after " +
+         after + "; not by the OOM killer (oom_kill counter unchanged)";
+}
+
+nlohmann::json to_json(const WorkloadRun& run) {
+  const RunRecord& r = run.record;
+  const CgroupLimits& l = run.limits;
+  const auto opt = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
+  nlohmann::json cgroup = nlohmann::json::object();
+  for (const auto& d : run.group.dirs)
+    cgroup[d.hierarchy] = d.cgroup;
+  nlohmann::json events = nlohmann::json::array();
+  for (const auto& e : r.events) {
+    events.push_back(
+        {{"pid", e.pid > 0 ? nlohmann::json(e.pid) : nlohmann::json(nullptr)}, {"comm", e.comm}});
+  }
+  return {
+      {"name", run.group.name},
+      {"command", run.argv},
+      {"pid", r.pid},
+      {"state", to_string(r.state)},
+      {"verdict", r.state_text()},
+      {"reason", r.reason == KillReason::kNone ? nlohmann::json(nullptr)
+                                               : nlohmann::json(to_string(r.reason))},
+      {"failure", r.failure.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.failure)},
+      {"exit_code",
+       r.state == RunState::kExited ? nlohmann::json(r.exit_code) : nlohmann::json(nullptr)},
+      {"signal", r.signal ? nlohmann::json(r.signal) : nlohmann::json(nullptr)},
+      {"forwarded_signal", r.forwarded_signal ? nlohmann::json(r.forwarded_signal) : nlohmann::json(nullptr)},
+      {"shell_exit_code", r.shell_exit_code()},
+      {"started_at", iso8601(r.started_at)},
+      {"ended_at", iso8601(r.ended_at)},
+      {"duration_s", r.duration_s()},
+      {"limits",
+       {{"cpus", l.cpu_quota_us ? nlohmann::json(static_cast<double>(*l.cpu_quota_us) /
+                                                 static_cast<double>(l.cpu_period_us))
+                                : nlohmann::json(nullptr)},
+        {"cpu_quota_us", opt(l.cpu_quota_us)},
+        {"cpu_period_us",
+         l.cpu_quota_us ? nlohmann::json(l.cpu_period_us) : nlohmann::json(nullptr)},
+        {"cpuset", l.cpus ? nlohmann::json(l.cpus->to_list()) : nlohmann::json(nullptr)},
+        {"memory_max_bytes", opt(l.memory_max_bytes)},
+        {"memory_high_bytes", opt(l.memory_high_bytes)},
+        {"pids_max", opt(l.pids_max)}}},
+      {"plan", to_json(run.sizing.plan)},
+      {"placement",
+       run.sizing.placement ? to_json(*run.sizing.placement) : nlohmann::json(nullptr)},
+      {"cgroup_mode", to_string(run.mode)},
+      {"cgroup", cgroup},
+      {"memory", {{"peak_bytes", opt(r.memory_peak_bytes)}}},
+      {"oom_kills", r.oom_kills},
+      {"oom_evidence",
+       r.oom_evidence.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.oom_evidence)},
+      {"oom_events", events},
+      {"cpu_usage_us", opt(r.cpu_usage_us)},
+      {"latency_us",
+       {{"wakeup_to_verdict", opt(r.wakeup_to_verdict_us)},
+        {"kernel_log_to_verdict", opt(r.kernel_to_verdict_us)}}},
+      {"swept", run.swept},
+  };
+}
+
+}  // namespace hostfit

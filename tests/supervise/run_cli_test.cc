@@ -1,0 +1,276 @@
+// `hostfit run` as a person uses it: verdict lines, exit codes, the report, bad input, signals to
+// hostfit itself, nginx sized by {workers}, and no cgroup left behind after any of it.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "command.h"
+#include "hostfit/cgroup.h"
+
+extern char** environ;
+
+namespace hostfit {
+namespace {
+
+using fixtures::run_command;
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The directories hostfit run would use for `name`, one per hierarchy.
+std::vector<std::string> group_dirs(const std::string& name) {
+  const Sysroot root("/");
+  auto d = open_cgroup_driver(root, probe_cgroups(root, ProbeTarget::self()), {});
+  std::vector<std::string> dirs;
+  if (d) {
+    for (const auto& p : (*d)->parents())
+      dirs.push_back(join_path(p.dir, name));
+  }
+  return dirs;
+}
+
+bool any_exists(const std::vector<std::string>& dirs) {
+  for (const auto& d : dirs) {
+    if (std::filesystem::exists(d)) return true;
+  }
+  return false;
+}
+
+class RunCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to create cgroups";
+    name_ = "c-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    name_ = name_.substr(0, 60);
+    for (char& c : name_) {
+      if (c == '/') c = '-';  // parameterized tests are named "Test/0"
+    }
+    if (group_dirs(name_).empty()) GTEST_SKIP() << "no usable cgroup hierarchy";
+  }
+  void TearDown() override {
+    if (!name_.empty()) {
+      EXPECT_FALSE(any_exists(group_dirs(name_))) << "cgroup left behind";
+    }
+  }
+  std::string name_;
+};
+
+TEST_F(RunCliTest, OomKillGivesTheVerdictLineExit137AndAReport) {
+  const std::string report = "/tmp/hostfit-run-report-" + std::to_string(::getpid()) + ".json";
+  const auto r = run_command({HOSTFIT_BIN, "run", "--name", name_, "--memory", "64Mi", "--report",
+                              report, "--", "python3", "-c", "bytearray(512 << 20)"});
+  EXPECT_EQ(r.exit_code, 137) << r.err;
+  EXPECT_NE(r.err.find("hostfit: '" + name_ + "' was killed by the kernel OOM killer after "),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("memory limit 64 MiB reached (peak 64 MiB); raise --memory or reduce the "
+                       "workload's memory"),
+            std::string::npos)
+      << r.err;
+  const auto j = nlohmann::json::parse(slurp(report), nullptr, false);
+  std::filesystem::remove(report);
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_EQ(j["state"], "KILLED");
+  EXPECT_EQ(j["reason"], "OOM");
+  EXPECT_EQ(j["signal"], 9);
+  EXPECT_TRUE(j["exit_code"].is_null());
+  EXPECT_EQ(j["limits"]["memory_max_bytes"], 64 << 20);
+  EXPECT_GE(j["memory"]["peak_bytes"].get<uint64_t>(), uint64_t{60} << 20);
+  EXPECT_GE(j["oom_kills"].get<int>(), 1);
+  EXPECT_TRUE(j["cpu_usage_us"].is_number());
+  EXPECT_TRUE(j["started_at"].is_string());
+  EXPECT_TRUE(j["ended_at"].is_string());
+  EXPECT_TRUE(j["cgroup"].contains("memory"));
+}
+
+TEST_F(RunCliTest, ExitCodeMirrorsTheWorkload) {
+  const auto r = run_command({HOSTFIT_BIN, "run", "--name", name_, "--", "sh", "-c", "exit 7"});
+  EXPECT_EQ(r.exit_code, 7);
+  EXPECT_NE(r.err.find("exited with code 7"), std::string::npos) << r.err;
+}
+
+TEST_F(RunCliTest, CpusHalfWritesQuota50000Over100000AndOneWorker) {
+  const auto r = run_command({HOSTFIT_BIN, "run", "--name", name_, "--cpus", "0.5", "--", "sh",
+                              "-c", "echo workers={workers} cpus={cpus} $HOSTFIT_WORKERS"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "workers=1 cpus=0.5 1\n");
+  const std::string report = "/tmp/hostfit-run-q-" + std::to_string(::getpid()) + ".json";
+  const auto q = run_command(
+      {HOSTFIT_BIN, "run", "--name", name_, "--cpus", "0.5", "--report", report, "--", "true"});
+  const auto j = nlohmann::json::parse(slurp(report), nullptr, false);
+  std::filesystem::remove(report);
+  ASSERT_FALSE(j.is_discarded()) << q.err;
+  EXPECT_EQ(j["limits"]["cpu_quota_us"], 50000);
+  EXPECT_EQ(j["limits"]["cpu_period_us"], 100000);
+}
+
+TEST_F(RunCliTest, BalancedPlacementOfOneCpuGivesAOneCpuCpuset) {
+  const std::string ledger = "/tmp/hostfit-run-ledger-" + std::to_string(::getpid()) + ".json";
+  const auto r = run_command({HOSTFIT_BIN, "run", "--name", name_, "--placement", "balanced",
+                              "--cpus", "1", "--", "sh", "-c", "echo $HOSTFIT_CPUSET"},
+                             {"HOSTFIT_LEDGER=" + ledger});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto set = CpuSet::parse_list(std::string(trim(r.out)));
+  ASSERT_TRUE(set) << r.out;
+  EXPECT_EQ(set->count(), 1);
+  // The placement was released with the group.
+  EXPECT_EQ(slurp(ledger).find(name_), std::string::npos);
+  std::filesystem::remove(ledger);
+  std::filesystem::remove(ledger + ".lock");
+}
+
+TEST_F(RunCliTest, BadInputIsOneLineExit2AndCreatesNothing) {
+  const std::vector<std::vector<std::string>> cases = {
+      {"--memory", "-1", "--", "true"},
+      {"--memory", "10Q", "--", "true"},
+      {"--cpus", "0", "--", "true"},
+      {"--cpus", "1000", "--", "true"},
+      {"--cpuset", "0", "--placement", "balanced", "--cpus", "1", "--", "true"},
+      {}};
+  for (const auto& c : cases) {
+    std::vector<std::string> argv = {HOSTFIT_BIN, "run", "--name", name_};
+    argv.insert(argv.end(), c.begin(), c.end());
+    const auto r = run_command(argv);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_TRUE(r.err.starts_with("hostfit: ")) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  const auto many = run_command({HOSTFIT_BIN, "run", "--cpus", "1000", "--", "true"});
+  EXPECT_NE(many.err.find("available"), std::string::npos) << many.err;
+}
+
+TEST_F(RunCliTest, MissingCommandIsFailedWithExit127) {
+  const auto r = run_command({HOSTFIT_BIN, "run", "--name", name_, "--", "hostfit-no-such-cmd"});
+  EXPECT_EQ(r.exit_code, 127);
+  EXPECT_NE(r.err.find("cannot execute 'hostfit-no-such-cmd'"), std::string::npos) << r.err;
+}
+
+TEST_F(RunCliTest, UnwritableCgroupRootIsNamedInTheError) {
+  // A parent under a file, not a directory: creating it fails whatever the privileges.
+  name_.clear();  // nothing of ours can be left: hostfit never gets as far as a group
+  const auto r =
+      run_command({HOSTFIT_BIN, "run", "--cgroup-parent", "/cgroup.procs/x", "--", "true"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("cgroup.procs/x"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+// Starts hostfit without waiting; returns its pid.
+pid_t spawn(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  if (::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
+
+int wait_code(pid_t pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// The processes in the group's first hierarchy, polled until `ready` says so (at most 10 s).
+std::vector<pid_t> wait_for_procs(const std::string& name,
+                                  const std::function<bool(const std::vector<pid_t>&)>& ready) {
+  const auto dirs = group_dirs(name);
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 2000; ++i) {
+    pids.clear();
+    std::istringstream in(slurp(dirs.front() + "/cgroup.procs"));
+    for (pid_t p; in >> p;)
+      pids.push_back(p);
+    if (ready(pids)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return pids;
+}
+
+TEST_F(RunCliTest, SigtermToHostfitStopsTheWorkloadAndRemovesTheGroup) {
+  const pid_t hostfit = spawn({HOSTFIT_BIN, "run", "--name", name_, "--", "sleep", "30"});
+  ASSERT_GT(hostfit, 0);
+  const auto procs = wait_for_procs(name_, [](const auto& p) { return !p.empty(); });
+  ASSERT_EQ(procs.size(), 1u);
+  ::kill(hostfit, SIGTERM);
+  EXPECT_EQ(wait_code(hostfit), 128 + SIGTERM);
+}
+
+TEST_F(RunCliTest, KillMinus9OfTheWorkloadIsSignal9NotOom) {
+  const std::string report = "/tmp/hostfit-run-k9-" + std::to_string(::getpid()) + ".json";
+  const pid_t hostfit = spawn({HOSTFIT_BIN, "run", "--name", name_, "--memory", "64Mi", "--report",
+                               report, "--", "sleep", "30"});
+  ASSERT_GT(hostfit, 0);
+  const auto procs = wait_for_procs(name_, [](const auto& p) { return !p.empty(); });
+  ASSERT_EQ(procs.size(), 1u);
+  ::kill(procs[0], SIGKILL);
+  EXPECT_EQ(wait_code(hostfit), 137);
+  const auto j = nlohmann::json::parse(slurp(report), nullptr, false);
+  std::filesystem::remove(report);
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_EQ(j["verdict"], "KILLED(SIGNAL 9)");
+  EXPECT_EQ(j["oom_kills"], 0);
+}
+
+int nginx_workers(const std::vector<pid_t>& pids) {
+  int n = 0;
+  for (pid_t p : pids) {
+    const std::string cmdline = slurp("/proc/" + std::to_string(p) + "/cmdline");
+    n += cmdline.starts_with("nginx: worker process");
+  }
+  return n;
+}
+
+class NginxTest : public RunCliTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(NginxTest, StartsExactlyOneWorkerPerCpuOfTheGroup) {
+  const char* nginx = "/usr/sbin/nginx";
+  if (::access(nginx, X_OK) != 0) {
+    GTEST_SKIP() << "Debian's nginx is not installed (scripts/install-deps installs nginx-light)";
+  }
+  const int cpus = GetParam();
+  const std::string dir = "/tmp/hostfit-nginx-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/nginx.conf")
+      << "pid " << dir << "/nginx.pid;\nerror_log " << dir << "/error.log;\n"
+      << "events { worker_connections 64; }\n"
+      << "http { access_log off; client_body_temp_path " << dir << "; proxy_temp_path " << dir
+      << "; fastcgi_temp_path " << dir << "; uwsgi_temp_path " << dir << "; scgi_temp_path " << dir
+      << "; server { listen unix:" << dir << "/nginx.sock; } }\n";
+  const pid_t hostfit =
+      spawn({HOSTFIT_BIN, "run", "--name", name_, "--cpus", std::to_string(cpus), "--", nginx, "-g",
+             "daemon off; worker_processes {workers};", "-c", dir + "/nginx.conf"});
+  ASSERT_GT(hostfit, 0);
+  // Master and workers are all in the group; a worker counts once it has set its title.
+  const auto procs = wait_for_procs(name_, [&](const auto& p) { return nginx_workers(p) >= cpus; });
+  EXPECT_EQ(nginx_workers(procs), cpus) << slurp(dir + "/error.log");
+  EXPECT_EQ(procs.size(), static_cast<size_t>(cpus) + 1);
+  ::kill(hostfit, SIGTERM);
+  wait_code(hostfit);
+  std::filesystem::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cpus, NginxTest, ::testing::Values(1, 2));
+
+}  // namespace
+}  // namespace hostfit

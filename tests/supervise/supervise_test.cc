@@ -1,0 +1,200 @@
+// supervise on this machine's real cgroups: real OOM kills, real signals, real exec failures.
+// Each test runs in a uniquely named group removed by a guard; skipped when not root.
+#include "hostfit/supervise.h"
+
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+extern char** environ;
+
+namespace hostfit {
+namespace {
+
+std::vector<std::string> environment() {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e)
+    env.emplace_back(*e);
+  return env;
+}
+
+class SuperviseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to create cgroups";
+    auto d = open_cgroup_driver(root_, probe_cgroups(root_, ProbeTarget::self()), {});
+    if (!d) GTEST_SKIP() << "no usable cgroup hierarchy: " << d.error().message;
+    driver_ = std::move(*d);
+    if (auto p = driver_->prepare(); !p) GTEST_SKIP() << "cgroup parent: " << p.error().message;
+  }
+
+  // A fresh group with the given memory limit (0: none), removed at the end of the test.
+  const Cgroup& group(uint64_t memory_bytes = 0) {
+    const std::string name = "s-" + std::to_string(::getpid()) + "-" + std::to_string(++count_);
+    auto g = driver_->create(name);
+    EXPECT_TRUE(g) << g.error().message;
+    guards_.push_back(std::make_unique<CgroupGuard>(*driver_, *g));
+    if (memory_bytes) {
+      EXPECT_TRUE(driver_->set_limits(*g, {.memory_max_bytes = memory_bytes}));
+    }
+    return guards_.back()->group();
+  }
+
+  RunRecord run(const Cgroup& g, std::vector<std::string> argv, SuperviseHooks hooks = {},
+                std::chrono::milliseconds stop_timeout = std::chrono::seconds(10)) {
+    SpawnSpec spec{.argv = std::move(argv), .env = environment(), .stop_timeout = stop_timeout};
+    auto r = supervise(root_, *driver_, g, spec, hooks);
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? *r : RunRecord{};
+  }
+
+  Sysroot root_{"/"};
+  std::unique_ptr<CgroupDriver> driver_;
+  std::vector<std::unique_ptr<CgroupGuard>> guards_;
+  int count_ = 0;
+};
+
+TEST_F(SuperviseTest, ExitCodeOfTheWorkloadIsReported) {
+  const RunRecord r = run(group(), {"sh", "-c", "exit 3"});
+  EXPECT_EQ(r.state, RunState::kExited);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.shell_exit_code(), 3);
+  EXPECT_EQ(r.state_text(), "EXITED(3)");
+}
+
+TEST_F(SuperviseTest, PythonOver64MiIsKilledByTheOomKiller) {
+  const RunRecord r = run(group(64 << 20), {"python3", "-c", "bytearray(512 << 20)"});
+  EXPECT_EQ(r.state_text(), "KILLED(OOM)") << r.oom_evidence;
+  EXPECT_EQ(r.shell_exit_code(), 137);
+  EXPECT_GE(r.oom_kills, 1u);
+  ASSERT_TRUE(r.memory_peak_bytes);
+  EXPECT_GE(*r.memory_peak_bytes, uint64_t{60} << 20);
+  EXPECT_NE(r.oom_evidence.find("oom_kill"), std::string::npos);
+}
+
+TEST_F(SuperviseTest, KillMinus9FromOutsideIsASignalNotOom) {
+  SuperviseHooks hooks;
+  hooks.on_state = [](RunState s, pid_t pid) {
+    if (s == RunState::kRunning) ::kill(pid, SIGKILL);
+  };
+  const RunRecord r = run(group(64 << 20), {"sleep", "30"}, hooks);
+  EXPECT_EQ(r.state_text(), "KILLED(SIGNAL 9)");
+  EXPECT_EQ(r.oom_kills, 0u);
+  EXPECT_EQ(r.shell_exit_code(), 137);
+}
+
+TEST_F(SuperviseTest, ChildOomKilledWhileTheShellLivesIsAnEventAndTheRunExitsZero) {
+  std::vector<OomEvent> seen;
+  SuperviseHooks hooks;
+  hooks.on_oom_event = [&](const OomEvent& e) { seen.push_back(e); };
+  const RunRecord r = run(
+      group(15 << 20), {"sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1; exit 0"}, hooks);
+  EXPECT_EQ(r.state_text(), "EXITED(0)");
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(r.events.size(), 1u);
+  EXPECT_EQ(r.oom_kills, 1u);
+  if (seen[0].pid != 0) {  // the kernel log was readable
+    EXPECT_EQ(seen[0].comm, "dd");
+    EXPECT_NE(seen[0].pid, r.pid);
+  }
+}
+
+TEST_F(SuperviseTest, TwentyDdRunsOver15MiAreAllClassifiedOom) {
+  const Cgroup& g = group(15 << 20);
+  int oom = 0;
+  for (int i = 0; i < 20; ++i) {
+    const RunRecord r = run(g, {"dd", "if=/dev/zero", "of=/dev/null", "bs=20M"});
+    oom += r.reason == KillReason::kOom;
+  }
+  EXPECT_EQ(oom, 20);
+}
+
+TEST_F(SuperviseTest, OomKillDisabledPausesInsteadAndNoOomIsReported) {
+  const Cgroup& g = group(15 << 20);
+  const CgroupDir* memory = g.dir_of("memory");
+  ASSERT_NE(memory, nullptr);
+  if (memory->v2) GTEST_SKIP() << "oom_kill_disable is cgroup v1 only";
+  ASSERT_TRUE(root_.write(join_path(memory->dir, "memory.oom_control"), "1"));
+  std::atomic<pid_t> main{0};
+  std::atomic<bool> noticed{false};
+  SuperviseHooks hooks;
+  hooks.on_state = [&](RunState s, pid_t pid) {
+    if (s == RunState::kRunning) main = pid;
+  };
+  hooks.on_notice = [&](const std::string&) {
+    noticed = true;
+    ::kill(main, SIGKILL);
+  };
+  // A safety net so a missing notice fails the test instead of hanging it.
+  std::atomic<bool> done{false};
+  std::thread net([&] {
+    for (int i = 0; i < 200 && !done; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!done && main) ::kill(main, SIGKILL);
+  });
+  const RunRecord r = run(g, {"dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"}, hooks);
+  done = true;
+  net.join();
+  EXPECT_TRUE(noticed);
+  EXPECT_EQ(r.state_text(), "KILLED(SIGNAL 9)");
+  EXPECT_EQ(r.oom_kills, 0u);
+}
+
+TEST_F(SuperviseTest, MissingCommandFailsWith127) {
+  const RunRecord r = run(group(), {"/nonexistent/hostfit-no-such-command"});
+  EXPECT_EQ(r.state, RunState::kFailed);
+  EXPECT_EQ(r.shell_exit_code(), 127);
+  EXPECT_NE(r.failure.find("No such file or directory"), std::string::npos) << r.failure;
+}
+
+TEST_F(SuperviseTest, TermIsForwardedToTheWorkload) {
+  SuperviseHooks hooks;
+  hooks.on_state = [](RunState s, pid_t) {
+    if (s == RunState::kRunning) ::pthread_kill(::pthread_self(), SIGTERM);
+  };
+  const RunRecord r = run(group(), {"sleep", "30"}, hooks);
+  EXPECT_EQ(r.state_text(), "KILLED(SIGNAL 15)");
+  EXPECT_EQ(r.shell_exit_code(), 143);
+}
+
+TEST_F(SuperviseTest, WorkloadIgnoringTermIsKilledAfterTheStopTimeout) {
+  // The shell says when its trap is in place, so SIGTERM cannot arrive before it.
+  const std::string ready = "/tmp/hostfit-supervise-ready-" + std::to_string(::getpid());
+  ::unlink(ready.c_str());
+  SuperviseHooks hooks;
+  hooks.on_state = [&](RunState s, pid_t) {
+    if (s != RunState::kRunning) return;
+    for (int i = 0; i < 5000 && ::access(ready.c_str(), F_OK) != 0; ++i)
+      ::usleep(1000);
+    ::pthread_kill(::pthread_self(), SIGTERM);
+  };
+  const RunRecord r = run(group(), {"sh", "-c", "trap '' TERM; : > " + ready + "; sleep 30"}, hooks,
+                          std::chrono::milliseconds(200));
+  ::unlink(ready.c_str());
+  EXPECT_EQ(r.state_text(), "KILLED(TIMEOUT)");
+  EXPECT_EQ(r.signal, SIGKILL);
+}
+
+TEST(KmsgParseTest, ReadsPidCommAndCgroupOfAnOomKillRecord) {
+  auto k = parse_kmsg_oom_kill(
+      "6,432,7799174425,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=x,"
+      "mems_allowed=0,oom_memcg=/a/hostfit/etl,task_memcg=/a/hostfit/etl,task=python3,pid=4242,"
+      "uid=0\n SUBSYSTEM=x\n");
+  ASSERT_TRUE(k);
+  EXPECT_EQ(k->pid, 4242);
+  EXPECT_EQ(k->comm, "python3");
+  EXPECT_EQ(k->task_memcg, "/a/hostfit/etl");
+  EXPECT_EQ(k->time_us, 7799174425u);
+  EXPECT_FALSE(parse_kmsg_oom_kill("6,1,2,-;Memory cgroup out of memory: Killed process 1 (x)"));
+  EXPECT_FALSE(parse_kmsg_oom_kill("garbage"));
+  EXPECT_FALSE(parse_kmsg_oom_kill("6,1,x,-;oom-kill:task=a,pid=1"));
+  EXPECT_FALSE(parse_kmsg_oom_kill("6,1,2,-;oom-kill:task=a,pid=-1"));
+}
+
+}  // namespace
+}  // namespace hostfit
