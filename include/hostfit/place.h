@@ -137,9 +137,6 @@ CpuSet placeable_cpus(const HostFacts& facts);
 // Memory nodes it may bind to: the cpuset's mems, or empty (= all) when unknown.
 CpuSet placeable_mems(const HostFacts& facts);
 
-// The CPUs each NUMA node really holds, in the order of topology.numa_nodes. hwloc gives a
-// memory-only node its package's CPUs; a CPU listed by several nodes belongs to the smallest.
-std::vector<CpuSet> node_cpu_sets(const Topology& topology);
 
 // Places the request on CPUs of `allowed` that no hold of `ledger` has. Pure and deterministic.
 // Errors: kUsage for a malformed request (count 0, unknown node, bad mems); kResource when it

@@ -70,10 +70,9 @@ int show(const PlaceOptions& o) {
   nlohmann::json nodes = nlohmann::json::array();
   Table t;
   t.add({"node", "cpus", "held", "free", "holders"});
-  const std::vector<CpuSet> node_cpus = node_cpu_sets(facts->topology);
-  for (size_t i = 0; i < node_cpus.size(); ++i) {
-    const int id = facts->topology.numa_nodes[i].id;
-    const CpuSet& cpus = node_cpus[i];
+  for (const NumaNode& node : facts->topology.numa_nodes) {
+    const int id = node.id;
+    const CpuSet& cpus = node.cpus;
     if (cpus.empty()) continue;
     nlohmann::json holders = nlohmann::json::object();
     std::string holder_text;

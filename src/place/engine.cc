@@ -35,7 +35,7 @@ struct NodeView {
 // What the engine knows about the machine for one decision.
 struct Context {
   const Topology* topology = nullptr;
-  std::vector<CpuSet> node_cpus;  // node_cpu_sets(): what each node really holds
+  std::vector<CpuSet> node_cpus;  // each node's own CPUs, by node index
   std::vector<NodeView> nodes;    // same order as topology->numa_nodes
   std::vector<CoreView> cores;
   std::vector<std::vector<int>> distance;  // by node index
@@ -46,7 +46,8 @@ Context make_context(const Topology& topology, const CpuSet& allowed, const Ledg
   Context ctx;
   ctx.topology = &topology;
   ctx.threads_per_core = std::max(1, topology.threads_per_core);
-  ctx.node_cpus = node_cpu_sets(topology);
+  for (const NumaNode& node : topology.numa_nodes)
+    ctx.node_cpus.push_back(node.cpus);
   const CpuSet held = ledger.held();
   const size_t n = topology.numa_nodes.size();
   ctx.distance.assign(n, std::vector<int>(n, kUnknownDistance));
@@ -509,23 +510,6 @@ Status check_request(const Topology& topo, const std::vector<CpuSet>& node_cpus,
 }
 
 }  // namespace
-
-std::vector<CpuSet> node_cpu_sets(const Topology& topology) {
-  const auto& nodes = topology.numa_nodes;
-  std::vector<CpuSet> owned(nodes.size());
-  CpuSet all;
-  for (const auto& n : nodes)
-    all |= n.cpus;
-  for (int cpu : all.ids()) {
-    int best = -1;
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      if (!nodes[i].cpus.contains(cpu)) continue;
-      if (best < 0 || nodes[i].cpus.count() < nodes[best].cpus.count()) best = static_cast<int>(i);
-    }
-    owned[best].set(cpu);
-  }
-  return owned;
-}
 
 Result<Placement> place(const Topology& topology, const CpuSet& allowed, const Ledger& ledger,
                         const PlacementRequest& request) {

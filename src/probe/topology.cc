@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "hostfit/probe.h"
 
@@ -65,6 +66,34 @@ int Topology::distance(int from_id, int to_id) const {
   return from->distances[to_index];
 }
 
+namespace {
+
+// hwloc gives a memory-only node the cpuset of the object it hangs from (its locality), so a CPU
+// can be listed by several nodes. The kernel's has_cpu mask says which nodes own CPUs at all; a CPU
+// listed by several of those belongs to the one with the smallest set (the nearest attachment).
+void assign_node_cpus(const Sysroot& root, std::vector<NumaNode>& nodes) {
+  std::optional<CpuSet> has_cpu;
+  if (auto text = root.read_value("/sys/devices/system/node/has_cpu")) {
+    if (auto set = CpuSet::parse_list(*text)) has_cpu = *set;
+  }
+  std::vector<CpuSet> owned(nodes.size());
+  CpuSet all;
+  for (const auto& n : nodes)
+    all |= n.cpus;
+  for (int cpu : all.ids()) {
+    int best = -1;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (!nodes[i].cpus.contains(cpu) || (has_cpu && !has_cpu->contains(nodes[i].id))) continue;
+      if (best < 0 || nodes[i].cpus.count() < nodes[best].cpus.count()) best = static_cast<int>(i);
+    }
+    if (best >= 0) owned[best].set(cpu);
+  }
+  for (size_t i = 0; i < nodes.size(); ++i)
+    nodes[i].cpus = std::move(owned[i]);
+}
+
+}  // namespace
+
 Topology load_topology(const Sysroot& root) {
   Topology topology;
   hwloc_topology_t topo;
@@ -106,6 +135,7 @@ Topology load_topology(const Sysroot& root) {
     node.package = node.cpus.empty() ? -1 : ancestor_index(topo, obj, HWLOC_OBJ_PACKAGE);
     topology.numa_nodes.push_back(std::move(node));
   }
+  assign_node_cpus(root, topology.numa_nodes);
   // A machine without NUMA information is one node holding everything.
   if (topology.numa_nodes.empty()) {
     hwloc_obj_t machine = hwloc_get_root_obj(topo);

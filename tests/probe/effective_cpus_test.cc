@@ -175,6 +175,26 @@ TEST(TopologyTest, CpulessNodesHaveMemoryButNoCpus) {
   EXPECT_GT(f.topology.numa_nodes[2].memory_bytes, 0u);
 }
 
+TEST(TopologyTest, CpulessNodesOfPackagesOwnNoCpusOfTheirLocality) {
+  // hwloc hangs these nodes from their packages and gives them the packages' CPUs.
+  Shape s;
+  s.sockets = 2;
+  s.nodes_per_socket = 2;
+  s.cores_per_node = 2;
+  s.cpuless_nodes = 2;
+  fixtures::TempDir dir;
+  const HostFacts f = probe(s, dir);
+  ASSERT_EQ(f.topology.numa_nodes.size(), 6u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(f.topology.numa_nodes[i].cpus,
+              *CpuSet::parse_list(std::to_string(2 * i) + "-" + std::to_string(2 * i + 1)))
+        << "node " << i;
+  }
+  EXPECT_TRUE(f.topology.numa_nodes[4].cpus.empty()) << f.topology.numa_nodes[4].cpus.to_list();
+  EXPECT_TRUE(f.topology.numa_nodes[5].cpus.empty()) << f.topology.numa_nodes[5].cpus.to_list();
+  EXPECT_GT(f.topology.numa_nodes[5].memory_bytes, 0u);
+}
+
 TEST(CgroupFactsTest, MemoryLimitIsTheMinimumOverTheChain) {
   for (CgroupLayout layout : {CgroupLayout::kV1, CgroupLayout::kV2, CgroupLayout::kHybrid}) {
     Shape s = shape32();
