@@ -2,6 +2,7 @@
 // and limits, and Sysroot, the one door to /proc, /sys and cgroupfs.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <expected>
 #include <filesystem>
@@ -164,6 +165,11 @@ Result<Limit> parse_kernel_limit(std::string_view text);
 std::string format_bytes(uint64_t bytes);
 // format_bytes, or "max" for no limit.
 std::string format_limit(const Limit& limit);
+
+// Parses a duration given by a person: "50ms", "1.5s", "250us", "2m", "1h"; a bare number is
+// seconds, as sleep(1) reads it. Rounded down to whole microseconds. Rejects negatives, unknown
+// units and more than a week with an error naming the text and the accepted form.
+Result<std::chrono::microseconds> parse_duration(std::string_view text);
 
 // ---------------------------------------------------------------------------------------------
 // Text helpers for kernel files. All tolerate garbage: they never throw and never crash.

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   add_plan_command(app, commands);
   add_place_command(app, commands);
   add_pool_command(app, commands);
+  add_stat_command(app, commands);
   add_run_command(app, commands);
 
   try {

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "hostfit/cache.h"
 #include "hostfit/supervise.h"
 
 extern char** environ;
@@ -22,6 +23,8 @@ struct RunOptions {
   std::string report_file;
   std::string cgroup_parent;
   std::string stop_timeout = "10";
+  std::string cache_limit;
+  std::string cache_interval = "50ms";
   bool no_env = false;
   std::vector<std::string> command;
 };
@@ -31,6 +34,50 @@ Result<std::optional<uint64_t>> size_flag(const std::string& flag, const std::st
   auto v = parse_bytes(text);
   if (!v) return fail(ErrorKind::kUsage, "bad " + flag + " '" + text + "': " + v.error().message);
   return std::optional<uint64_t>(*v);
+}
+
+// Cache accounting for every run, and the --cache-limit budget when one is given.
+Result<CacheLimitOptions> to_cache_options(const RunOptions& o, const WorkloadRequest& request) {
+  CacheLimitOptions cache;
+  auto limit = size_flag("--cache-limit", o.cache_limit);
+  if (!limit) return fail(limit.error());
+  cache.limit_bytes = *limit;
+  if (cache.limit_bytes && request.memory_max_bytes &&
+      *cache.limit_bytes > *request.memory_max_bytes) {
+    return fail(ErrorKind::kUsage, "bad --cache-limit " + format_bytes(*cache.limit_bytes) +
+                                       ": more than --memory " +
+                                       format_bytes(*request.memory_max_bytes) +
+                                       "; the cache budget is part of the memory limit");
+  }
+  auto interval = parse_duration(o.cache_interval);
+  if (!interval) return fail(interval.error().wrap("bad --cache-interval"));
+  if (*interval < std::chrono::milliseconds(1) || *interval > std::chrono::seconds(60)) {
+    return fail(ErrorKind::kUsage,
+                "bad --cache-interval '" + o.cache_interval + "': give 1ms to 60s, e.g. 50ms");
+  }
+  cache.interval = std::chrono::duration_cast<std::chrono::milliseconds>(*interval);
+  return cache;
+}
+
+// "peaks: usage 1 GiB = page cache 1 GiB (tmpfs 0 B) + anon 2 MiB + kernel 3 MiB; ..."
+std::string cache_line(const std::string& name, const CacheController& c) {
+  const MemoryBreakdown& p = c.peaks();
+  std::string line = "memory of " + name + " at its peaks: usage " + format_bytes(p.usage_bytes) +
+                     ", page cache " + format_bytes(p.file_bytes) + " (tmpfs/shmem " +
+                     format_bytes(p.shmem_bytes) + "), anon " + format_bytes(p.anon_bytes) +
+                     ", working set " + format_bytes(p.working_set_bytes) + ", unreclaimable " +
+                     format_bytes(p.unreclaimable_bytes);
+  const CacheLimiterStats& s = c.stats();
+  if (c.options().limit_bytes) {
+    line += "; --cache-limit " + format_bytes(*c.options().limit_bytes) + ": " +
+            std::to_string(s.reclaims) + " reclaims by " + s.method + " freed " +
+            format_bytes(s.reclaimed_bytes);
+    if (s.pressure_backoffs) {
+      line += ", held back " + std::to_string(s.pressure_backoffs) + " times by memory pressure";
+    }
+    if (!s.last_error.empty()) line += "; last reclaim error: " + s.last_error;
+  }
+  return line;
 }
 
 Result<WorkloadRequest> to_request(const RunOptions& o) {
@@ -87,9 +134,29 @@ int run(const RunOptions& o) {
   const Sysroot root("/");
   const HostFacts self = probe_host(root, ProbeTarget::self());
   if (auto st = validate_request(self, *request); !st) return report(st.error());
+  auto cache_options = to_cache_options(o, *request);
+  if (!cache_options) return report(cache_options.error());
+  if (cache_options->limit_bytes) {
+    if (auto st = check_cache_limit_support(root, self.cgroup); !st) return report(st.error());
+  }
 
   std::string name;
   SuperviseHooks hooks;
+  // The controller starts once the workload runs in its group, on a thread that inherits the
+  // stop signals blocked by run_workload; it ends by itself when the group is removed.
+  std::unique_ptr<CacheController> cache;
+  hooks.on_state = [&](RunState state, pid_t pid) {
+    if (state != RunState::kRunning || cache) return;
+    auto group = cache_group_of_process(root, pid);
+    if (!group) return;  // no memory controller: the report says cache null
+    auto controller = CacheController::open(root, *group, *cache_options);
+    if (!controller) {
+      std::cerr << "hostfit: cache accounting is off: " << controller.error().message << "\n";
+      return;
+    }
+    cache = std::move(*controller);
+    cache->start();
+  };
   hooks.on_oom_event = [&](const OomEvent& e) {
     std::cerr << "hostfit: " << oom_event_line(name, e) << "\n";
   };
@@ -98,10 +165,15 @@ int run(const RunOptions& o) {
   auto run = run_workload(root, self, *request, hooks);
   if (!run) return report(run.error());
   name = run->group.name;
+  if (cache) cache->stop();
   std::cerr << "hostfit: " << verdict_line(*run) << "\n";
+  if (cache && cache->stats().samples > 0)
+    std::cerr << "hostfit: " << cache_line(name, *cache) << "\n";
   if (!o.report_file.empty()) {
+    nlohmann::json j = to_json(*run);
+    j["cache"] = cache ? to_json(*cache) : nlohmann::json(nullptr);
     std::ofstream out(o.report_file);
-    if (out) print_json(out, to_json(*run));
+    if (out) print_json(out, j);
     if (!out) {
       std::cerr << "hostfit: cannot write the report to " << o.report_file << "\n";
     }
@@ -141,6 +213,15 @@ void add_run_command(CLI::App& app, Commands& commands) {
   cmd->add_option("--stop-timeout", o->stop_timeout,
                   "Seconds between a forwarded SIGTERM/SIGINT and SIGKILL (default 10)")
       ->type_name("SECONDS");
+  cmd->add_option("--cache-limit", o->cache_limit,
+                  "Keep the workload's reclaimable page cache under SIZE by targeted reclaim "
+                  "(v2 memory.reclaim; v1 a brief step-wise lower memory.limit_in_bytes); never "
+                  "OOM-kills, tmpfs is never counted or reclaimed")
+      ->type_name("SIZE");
+  cmd->add_option("--cache-interval", o->cache_interval,
+                  "How often memory is sampled for the report and for --cache-limit, e.g. 50ms, "
+                  "1s (default 50ms)")
+      ->type_name("DURATION");
   cmd->add_flag("--no-env", o->no_env, "Do not export HOSTFIT_* variables to the workload");
   cmd->add_option("command", o->command, "The command and its arguments, after --")
       ->type_name("CMD ARGS...");
@@ -156,13 +237,18 @@ void add_run_command(CLI::App& app, Commands& commands) {
       "GOMAXPROCS, ...) and HOSTFIT_NAME HOSTFIT_CGROUP HOSTFIT_CPUSET HOSTFIT_MEMS\n"
       "HOSTFIT_MEMORY_LIMIT.\n"
       "\n"
+      "Memory: hostfit samples the group every --cache-interval and prints the peaks of page\n"
+      "cache, tmpfs, anon, working set and unreclaimable memory at the end (docs/cache.md);\n"
+      "--report has them under \"cache\".\n"
+      "\n"
       "Exit code: the workload's, or 128 + signal (137 for an OOM kill), 127 when the command\n"
       "cannot be executed; 2 for a usage error (nothing is created).\n"
       "\n"
       "Examples:\n"
       "  hostfit run --memory 64Mi -- python3 -c 'bytearray(512 << 20)'\n"
       "  hostfit run --cpus 2 -- nginx -g 'daemon off; worker_processes {workers};'\n"
-      "  hostfit run --name etl --memory 1G --report etl.json -- ./etl --threads {workers}");
+      "  hostfit run --name etl --memory 1G --report etl.json -- ./etl --threads {workers}\n"
+      "  hostfit run --memory 2Gi --cache-limit 64Mi -- python3 -m http.server 8080");
   commands.push_back({cmd, [o]() { return run(*o); }});
 }
 

@@ -69,6 +69,45 @@ std::optional<double> parse_double(std::string_view s) {
   return value;
 }
 
+Result<std::chrono::microseconds> parse_duration(std::string_view text) {
+  const auto bad = [&](std::string_view why) {
+    std::string message = "invalid duration '";
+    message.append(text).append("'");
+    if (!why.empty()) message.append(": ").append(why);
+    message.append(
+        "; expected a number with a unit us, ms, s, m or h, e.g. 50ms or 1.5s (a bare "
+        "number is seconds)");
+    return fail(ErrorKind::kUsage, std::move(message));
+  };
+  const std::string_view s = trim(text);
+  if (s.empty()) return bad("empty");
+  if (s.front() == '-') return bad("durations cannot be negative");
+  size_t number_end = 0;
+  while (number_end < s.size() &&
+         (std::isdigit(static_cast<unsigned char>(s[number_end])) || s[number_end] == '.'))
+    ++number_end;
+  const auto number = parse_double(s.substr(0, number_end));
+  if (!number) return bad("");
+  const std::string_view unit = trim(s.substr(number_end));
+  double us_per_unit = 0;
+  if (unit == "us") {
+    us_per_unit = 1;
+  } else if (unit == "ms") {
+    us_per_unit = 1e3;
+  } else if (unit.empty() || unit == "s") {
+    us_per_unit = 1e6;
+  } else if (unit == "m" || unit == "min") {
+    us_per_unit = 60e6;
+  } else if (unit == "h") {
+    us_per_unit = 3600e6;
+  } else {
+    return bad("unknown unit '" + std::string(unit) + "'");
+  }
+  const double us = *number * us_per_unit;
+  if (us > 7 * 24 * 3600e6) return bad("longer than a week");
+  return std::chrono::microseconds(static_cast<int64_t>(us));
+}
+
 std::map<std::string, uint64_t, std::less<>> parse_keyed_numbers(std::string_view text) {
   std::map<std::string, uint64_t, std::less<>> out;
   for (std::string_view line : split(text, '\n')) {

@@ -29,6 +29,23 @@ TEST(TextTest, NumberParsersRejectTrailingGarbage) {
   EXPECT_FALSE(parse_double("nan"));
 }
 
+TEST(TextTest, DurationsTakeAUnitOrMeanSeconds) {
+  using std::chrono::microseconds;
+  EXPECT_EQ(parse_duration("50ms"), microseconds(50000));
+  EXPECT_EQ(parse_duration("1.5s"), microseconds(1500000));
+  EXPECT_EQ(parse_duration("2"), microseconds(2000000));
+  EXPECT_EQ(parse_duration("250us"), microseconds(250));
+  EXPECT_EQ(parse_duration("2m"), microseconds(120000000));
+  EXPECT_EQ(parse_duration(" 1h "), microseconds(3600000000));
+  for (const char* bad : {"", "soon", "-5ms", "5 parsecs", "1e3ms", "9999h", "ms"}) {
+    const auto d = parse_duration(bad);
+    ASSERT_FALSE(d) << bad;
+    EXPECT_EQ(d.error().kind, ErrorKind::kUsage);
+    EXPECT_NE(d.error().message.find(std::string("'") + bad + "'"), std::string::npos)
+        << d.error().message;
+  }
+}
+
 TEST(TextTest, SplitKeepsEmptyFieldsSplitWhitespaceDropsThem) {
   EXPECT_EQ(split("a,,b", ',').size(), 3u);
   EXPECT_EQ(split_whitespace("  a \t b\n").size(), 2u);

@@ -1,0 +1,267 @@
+// hostfit stat: the honest memory breakdown of one cgroup: working set, page cache, shmem.
+#include <poll.h>
+#include <signal.h>
+
+#include <cctype>
+#include <chrono>
+#include <ctime>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "hostfit/cache.h"
+#include "hostfit/probe.h"
+
+namespace hostfit::cli {
+namespace {
+
+struct StatOptions {
+  std::string sysroot = "/";
+  std::string target;  // NAME or /PATH
+  std::string cgroup_parent;
+  Format format = Format::kTable;
+  double watch_s = 0;
+};
+
+// Where one cgroup's memory files are.
+struct MemoryGroup {
+  std::string cgroup;  // path inside the hierarchy, "/a/hostfit/web"
+  std::string dir;     // target path of its directory
+  bool v2 = false;
+  std::string pressure_file;  // memory.pressure in the unified hierarchy, "" when none
+};
+
+bool has_dot_dot(std::string_view path) {
+  for (std::string_view part : split(path, '/')) {
+    if (part == "..") return true;
+  }
+  return false;
+}
+
+// A workload name as `hostfit run --name` accepts it.
+bool valid_group_name(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name.front() == '.' || name.front() == '_') return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The directory of `cgroup` (a path inside the hierarchy) under a mount whose own root is `root`.
+std::string dir_under(const CgroupMount& mount, const std::string& cgroup) {
+  std::string inside = cgroup;
+  if (mount.root != "/" && (cgroup == mount.root || cgroup.starts_with(mount.root + "/"))) {
+    inside = cgroup.substr(mount.root.size());
+  }
+  return join_path(mount.mount_point, inside);
+}
+
+Result<MemoryGroup> resolve(const Sysroot& root, const StatOptions& opts) {
+  const CgroupFacts facts = probe_cgroups(root, ProbeTarget::self());
+  const ControllerPath* memory = facts.find("memory");
+  if (memory == nullptr) {
+    return fail(ErrorKind::kUnsupported, "no memory cgroup controller is mounted under " +
+                                             root.path("/sys/fs/cgroup").string() + " (mode " +
+                                             to_string(facts.mode) + ")");
+  }
+  MemoryGroup g;
+  g.v2 = memory->v2;
+  if (opts.target.starts_with('/')) {
+    if (has_dot_dot(opts.target)) {
+      return fail(ErrorKind::kUsage, "bad cgroup path '" + opts.target + "': '..' is not allowed");
+    }
+    g.cgroup = opts.target;
+  } else {
+    if (!valid_group_name(opts.target)) {
+      return fail(ErrorKind::kUsage,
+                  "bad group '" + opts.target +
+                      "': give a workload name (1-64 characters of A-Z a-z 0-9 . _ -, not "
+                      "starting with '.' or '_') or a cgroup path starting with '/'");
+    }
+    const std::string parent =
+        opts.cgroup_parent.empty() ? join_path(memory->cgroup, "hostfit") : opts.cgroup_parent;
+    g.cgroup = join_path(parent, opts.target);
+  }
+  const CgroupMount* mount = nullptr;
+  const CgroupMount* unified = nullptr;
+  for (const auto& m : facts.mounts) {
+    if (m.mount_point == memory->mount_point) mount = &m;
+    if (m.v2) unified = &m;
+  }
+  g.dir = mount ? dir_under(*mount, g.cgroup) : join_path(memory->mount_point, g.cgroup);
+  if (!root.is_dir(g.dir)) {
+    return fail(ErrorKind::kNotFound,
+                "no memory cgroup " + g.cgroup + " (" + root.path(g.dir).string() + ")" +
+                    (opts.target.starts_with('/')
+                         ? ""
+                         : "; a NAME is looked up under " +
+                               (opts.cgroup_parent.empty() ? join_path(memory->cgroup, "hostfit")
+                                                           : opts.cgroup_parent) +
+                               ", or give the cgroup's path starting with '/'"));
+  }
+  // PSI lives in the unified hierarchy: the group itself on v2, its twin there on hybrid hosts.
+  if (unified != nullptr) {
+    const std::string file = join_path(dir_under(*unified, g.cgroup), "memory.pressure");
+    if (root.exists(file)) g.pressure_file = file;
+  }
+  return g;
+}
+
+struct Sample {
+  MemoryBreakdown memory;
+  std::optional<uint64_t> limit_bytes;
+  std::optional<MemoryPressure> pressure;
+  std::chrono::system_clock::time_point at;
+};
+
+Result<Sample> sample(const Sysroot& root, const MemoryGroup& g) {
+  Sample s;
+  s.at = std::chrono::system_clock::now();
+  auto m = read_breakdown(root, g.dir, g.v2);
+  if (!m) return fail(m.error());
+  s.memory = std::move(*m);
+  if (auto text =
+          root.read_value(join_path(g.dir, g.v2 ? "memory.max" : "memory.limit_in_bytes"))) {
+    if (auto limit = parse_kernel_limit(*text); limit && !limit->is_unlimited()) {
+      s.limit_bytes = *limit->value;
+    }
+  }
+  if (!g.pressure_file.empty()) {
+    if (auto p = read_pressure(root, g.pressure_file)) s.pressure = *p;
+  }
+  return s;
+}
+
+std::string iso8601(std::chrono::system_clock::time_point t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+nlohmann::json to_json(const MemoryGroup& g, const Sample& s) {
+  nlohmann::json pressure = nullptr;
+  if (s.pressure) {
+    pressure = {{"some_avg10", s.pressure->some_avg10}, {"full_avg10", s.pressure->full_avg10}};
+  }
+  return {{"cgroup", g.cgroup},
+          {"dir", g.dir},
+          {"version", g.v2 ? "v2" : "v1"},
+          {"time", iso8601(s.at)},
+          {"limit_bytes", s.limit_bytes ? nlohmann::json(*s.limit_bytes) : nlohmann::json(nullptr)},
+          {"memory", hostfit::to_json(s.memory)},
+          {"pressure", pressure}};
+}
+
+void print_table(const MemoryGroup& g, const Sample& s) {
+  const MemoryBreakdown& m = s.memory;
+  Table t(false);
+  t.add({"cgroup", g.cgroup + " (" + (g.v2 ? "v2" : "v1") + ", " + g.dir + ")"});
+  t.add({"usage", format_bytes(m.usage_bytes) +
+                      (s.limit_bytes ? " of " + format_bytes(*s.limit_bytes) + " limit" : "")});
+  t.add({"working set", format_bytes(m.working_set_bytes) + "  (usage - inactive file)"});
+  t.add({"unreclaimable", format_bytes(m.unreclaimable_bytes) +
+                              "  (anon + shmem + kernel: what reclaim cannot take)"});
+  t.add({"anonymous", format_bytes(m.anon_bytes)});
+  t.add({"file cache", format_bytes(m.file_bytes) + "  (reclaimable " +
+                           format_bytes(m.reclaimable_file_bytes) + ", shmem/tmpfs " +
+                           format_bytes(m.shmem_bytes) + ")"});
+  t.add({"  active/inactive",
+         format_bytes(m.active_file_bytes) + " / " + format_bytes(m.inactive_file_bytes)});
+  t.add({"  mapped", format_bytes(m.mapped_file_bytes)});
+  t.add(
+      {"  dirty/writeback", format_bytes(m.dirty_bytes) + " / " + format_bytes(m.writeback_bytes)});
+  t.add({"kernel and other", format_bytes(m.other_bytes)});
+  if (s.pressure) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "some %.2f%%, full %.2f%% (avg10)", s.pressure->some_avg10,
+                  s.pressure->full_avg10);
+    t.add({"pressure", buf});
+  }
+  t.print(std::cout);
+}
+
+// Sleeps up to `seconds`; false when SIGINT or SIGTERM arrived (the caller stops watching).
+bool wait_or_stop(double seconds, const sigset_t& stop_signals) {
+  timespec ts{
+      static_cast<time_t>(seconds),
+      static_cast<long>((seconds - static_cast<double>(static_cast<time_t>(seconds))) * 1e9)};
+  siginfo_t info;
+  return ::sigtimedwait(&stop_signals, &info, &ts) < 0;
+}
+
+int run_stat(const StatOptions& opts) {
+  if (opts.sysroot.empty()) return usage_error("--sysroot needs a directory");
+  if (opts.watch_s < 0) {
+    return usage_error("--watch " + std::to_string(opts.watch_s) +
+                       ": give a positive number of seconds (e.g. 1 or 0.5)");
+  }
+  const Sysroot root(opts.sysroot);
+  auto group = resolve(root, opts);
+  if (!group) return report(group.error());
+
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  if (opts.watch_s > 0) ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  for (bool first = true;; first = false) {
+    auto s = sample(root, *group);
+    if (!s) {
+      if (!first && s.error().kind == ErrorKind::kNotFound) {
+        std::cerr << "hostfit: " << group->cgroup << " is gone\n";
+        return kExitOk;
+      }
+      return report(s.error());
+    }
+    if (opts.format == Format::kJson) {
+      // One object; with --watch one per line, for jq and log shippers.
+      if (opts.watch_s > 0) {
+        std::cout << to_json(*group, *s).dump() << std::endl;
+      } else {
+        print_json(std::cout, to_json(*group, *s));
+      }
+    } else {
+      if (opts.watch_s > 0) std::cout << (first ? "" : "\n") << iso8601(s->at) << "\n";
+      print_table(*group, *s);
+      std::cout.flush();
+    }
+    if (opts.watch_s <= 0 || !wait_or_stop(opts.watch_s, stop_signals)) return kExitOk;
+  }
+}
+
+}  // namespace
+
+void add_stat_command(CLI::App& app, Commands& commands) {
+  auto opts = std::make_shared<StatOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "stat",
+      "Show a cgroup's memory honestly: working set (usage - inactive file), anonymous memory, "
+      "page cache (reclaimable and shmem/tmpfs), mapped, dirty, kernel, and memory pressure.");
+  cmd->add_option("group", opts->target,
+                  "A workload NAME (a group hostfit run made under <own cgroup>/hostfit) or a "
+                  "cgroup PATH starting with '/' (as in /proc/PID/cgroup)")
+      ->required()
+      ->type_name("NAME|PATH");
+  add_format_option(*cmd, opts->format, {Format::kTable, Format::kJson});
+  cmd->add_option("--watch", opts->watch_s,
+                  "Print again every SECONDS until interrupted (JSON: one object per line)")
+      ->type_name("SECONDS");
+  cmd->add_option("--cgroup-parent", opts->cgroup_parent,
+                  "Where NAME is looked up, as given to hostfit run --cgroup-parent")
+      ->type_name("PATH");
+  add_sysroot_option(*cmd, opts->sysroot);
+  cmd->footer(
+      "Examples:\n"
+      "  hostfit stat mirror                 the group of 'hostfit run --name mirror'\n"
+      "  hostfit stat /kubepods/pod1 -o json (keys in docs/cache.md)\n"
+      "  hostfit stat mirror --watch 1");
+  commands.push_back({cmd, [opts]() { return run_stat(*opts); }});
+}
+
+}  // namespace hostfit::cli
