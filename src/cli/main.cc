@@ -38,9 +38,11 @@ int main(int argc, char** argv) {
     std::cout << "hostfit 0.1.0\n";
     return kExitOk;
   } catch (const CLI::ParseError& e) {
-    std::string message = e.what();
-    // Subcommand help: CLI11 throws CallForHelp from the subcommand; handled above.
-    return usage_error(message + " (see 'hostfit --help')");
+    // Point at the help of the command being parsed when there is one.
+    const auto chosen = app.get_subcommands();
+    const std::string help =
+        chosen.empty() ? "hostfit --help" : "hostfit " + chosen.front()->get_name() + " --help";
+    return usage_error(std::string(e.what()) + " (see '" + help + "')");
   }
 
   for (const auto& command : commands) {
