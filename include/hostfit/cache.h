@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "hostfit/cgroup.h"
 #include "hostfit/core.h"
 #include "hostfit/probe.h"
 
@@ -97,9 +98,10 @@ struct CacheGroup {
 // probe_cgroups of hostfit itself) describe: kUnsupported without a memory controller, or on v2
 // without memory.reclaim (Linux 5.19+). Checked before a workload starts.
 Status check_cache_limit_support(const Sysroot& root, const CgroupFacts& facts);
-// The memory cgroup of process `pid` (0: the caller), from /proc/PID/cgroup; its PSI file in the
-// unified hierarchy when that exists (v2, or the unified tree of a hybrid host).
-Result<CacheGroup> cache_group_of_process(const Sysroot& root, pid_t pid);
+// The memory directory of a group hostfit made; its PSI file in the unified hierarchy when that
+// exists (v2, or the group's twin in the unified tree of a hybrid host). kUnsupported when no
+// hierarchy of the group carries the memory controller.
+Result<CacheGroup> cache_group_of(const Sysroot& root, const Cgroup& group);
 
 struct CacheLimitOptions {
   // Budget for reclaimable page cache (file - shmem; tmpfs is never counted or reclaimed).
@@ -120,14 +122,14 @@ struct CacheLimiterStats {
   uint64_t pressure_backoffs = 0;     // samples over budget left alone because of PSI
   uint64_t ineffective_backoffs = 0;  // reclaims that freed under 1/8 of the ask (waits longer)
   uint64_t errors = 0;
-  std::string method;      // "memory.reclaim", "memory.limit_in_bytes" or "memory.force_empty"
+  std::string method;      // "memory.reclaim" or "memory.limit_in_bytes"
   std::string last_error;  // "" when none
 };
 
 // Keeps a group's reclaimable page cache under options.limit_bytes by targeted reclaim: v2
 // memory.reclaim; v1 memory.limit_in_bytes lowered step-wise toward usage - excess (never below
-// anon + shmem + kernel + dirty + margin) and restored after every step, or memory.force_empty
-// for a budget of 0. Records peaks of every breakdown field. Not thread-safe; start() runs it on
+// anon + shmem + kernel + dirty + margin) and restored to its value at open() after every step.
+// Records peaks of every breakdown field. Not thread-safe; start() runs it on
 // a thread of its own, after which only stop() may be called until it returns.
 class CacheController {
  public:
@@ -154,6 +156,7 @@ class CacheController {
   CacheController(const Sysroot& root, CacheGroup group, CacheLimitOptions options);
   void reclaim(const MemoryBreakdown& now, uint64_t want_bytes);
   Status reclaim_v1_limit(const MemoryBreakdown& now, uint64_t want_bytes);
+  Status restore_v1_limit();
 
   Sysroot root_;
   CacheGroup group_;
@@ -161,6 +164,8 @@ class CacheController {
   MemoryBreakdown peaks_;
   std::optional<MemoryBreakdown> last_;
   CacheLimiterStats stats_;
+  std::string v1_limit_;     // v1: memory.limit_in_bytes as it was at open(), "-1" for none
+  bool v1_lowered_ = false;  // v1: a restore failed; retried before anything else
   int backoff_level_ = 0;
   std::chrono::steady_clock::time_point next_reclaim_{};
   struct Runner;

@@ -79,9 +79,10 @@ struct SpawnSpec {
 };
 
 struct SuperviseHooks {
-  std::function<void(RunState, pid_t)> on_state;      // STARTING, RUNNING (with the pid)
-  std::function<void(const OomEvent&)> on_oom_event;  // another process was OOM-killed
-  std::function<void(const std::string&)> on_notice;  // e.g. paused at the limit, no OOM killer
+  std::function<void(RunState, pid_t)> on_state;         // STARTING, RUNNING (with the pid)
+  std::function<void(const Cgroup&, pid_t)> on_running;  // the workload runs in its group now
+  std::function<void(const OomEvent&)> on_oom_event;     // another process was OOM-killed
+  std::function<void(const std::string&)> on_notice;     // e.g. paused at the limit, no OOM killer
 };
 
 // Runs spec.argv inside `group` and blocks until the main process ends. Signals listed above are

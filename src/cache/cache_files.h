@@ -14,7 +14,6 @@ inline constexpr std::string_view kHostPressure = "/proc/pressure/memory";
 inline constexpr std::string_view kV1Usage = "memory.usage_in_bytes";
 inline constexpr std::string_view kV1Limit = "memory.limit_in_bytes";
 inline constexpr std::string_view kV1MemswLimit = "memory.memsw.limit_in_bytes";
-inline constexpr std::string_view kV1ForceEmpty = "memory.force_empty";
 inline constexpr std::string_view kV1OomControl = "memory.oom_control";
 
 // cgroup v2

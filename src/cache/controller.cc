@@ -32,6 +32,10 @@ uint64_t page_round_up(uint64_t bytes) {
   return (bytes + 4095) / 4096 * 4096;
 }
 
+uint64_t page_round_down(uint64_t bytes) {
+  return bytes / 4096 * 4096;
+}
+
 }  // namespace
 
 struct CacheController::Runner {
@@ -58,33 +62,21 @@ Status check_cache_limit_support(const Sysroot& root, const CgroupFacts& facts) 
   return {};
 }
 
-Result<CacheGroup> cache_group_of_process(const Sysroot& root, pid_t pid) {
-  const CgroupFacts facts =
-      probe_cgroups(root, pid == 0 ? ProbeTarget::self() : ProbeTarget::process(pid));
-  const ControllerPath* memory = facts.find("memory");
+Result<CacheGroup> cache_group_of(const Sysroot& root, const Cgroup& group) {
+  const CgroupDir* memory = group.dir_of("memory");
   if (memory == nullptr) {
-    return fail(ErrorKind::kUnsupported, "no memory cgroup controller for process " +
-                                             std::to_string(pid) + " (cgroup mode " +
-                                             to_string(facts.mode) + ")");
+    return fail(ErrorKind::kUnsupported,
+                "no memory cgroup controller for group '" + group.name + "'");
   }
-  CacheGroup group{memory->dir, memory->v2, {}};
-  const std::string pressure = join_path(memory->dir, cachefile::kMemoryPressure);
-  if (memory->v2) {
-    if (root.exists(pressure)) group.pressure_file = pressure;
-    return group;
+  CacheGroup cache{memory->dir, memory->v2, {}};
+  // On a hybrid host the group's twin in the unified tree carries PSI without any controller.
+  for (const CgroupDir& dir : group.dirs) {
+    if (!dir.v2) continue;
+    const std::string pressure = join_path(dir.dir, cachefile::kMemoryPressure);
+    if (root.exists(pressure)) cache.pressure_file = pressure;
+    if (&dir == memory) break;
   }
-  // A hybrid host: the process's twin in the unified tree carries PSI even with no controllers.
-  const auto unified_path = facts.paths.find("");
-  for (const auto& mount : facts.mounts) {
-    if (!mount.v2 || unified_path == facts.paths.end()) continue;
-    std::string inside = unified_path->second;
-    if (mount.root != "/" && inside.starts_with(mount.root))
-      inside = inside.substr(mount.root.size());
-    const std::string file =
-        join_path(join_path(mount.mount_point, inside), cachefile::kMemoryPressure);
-    if (root.exists(file)) group.pressure_file = file;
-  }
-  return group;
+  return cache;
 }
 
 CacheController::CacheController(const Sysroot& root, CacheGroup group, CacheLimitOptions options)
@@ -105,6 +97,7 @@ Result<std::unique_ptr<CacheController>> CacheController::open(const Sysroot& ro
                 "no memory cgroup at " + root.path(group.memory_dir).string());
   }
   std::string method;
+  std::string v1_limit;
   if (options.limit_bytes) {
     if (group.v2) {
       method = std::string(cachefile::kV2Reclaim);
@@ -114,20 +107,29 @@ Result<std::unique_ptr<CacheController>> CacheController::open(const Sysroot& ro
                         root.path(group.memory_dir).string() + " does not have");
       }
     } else {
-      method =
-          std::string(*options.limit_bytes == 0 ? cachefile::kV1ForceEmpty : cachefile::kV1Limit);
-      if (!root.exists(join_path(group.memory_dir, method))) {
-        return fail(ErrorKind::kUnsupported, "--cache-limit needs " + method + " in " +
-                                                 root.path(group.memory_dir).string());
-      }
+      method = std::string(cachefile::kV1Limit);
+      // The limit every lowering is undone to, read once: a lowered value read back later (after
+      // a failed restore) must never become the new "original".
+      auto text = root.read_value(join_path(group.memory_dir, method));
+      if (!text) return fail(text.error().wrap("--cache-limit needs " + method));
+      auto limit = parse_kernel_limit(*text);
+      if (!limit) return fail(limit.error().wrap("--cache-limit needs " + method));
+      v1_limit = limit->is_unlimited() ? std::string("-1") : std::to_string(*limit->value);
     }
   }
   std::unique_ptr<CacheController> c(new CacheController(root, std::move(group), options));
   c->stats_.method = std::move(method);
+  c->v1_limit_ = std::move(v1_limit);
   return c;
 }
 
 Result<MemoryBreakdown> CacheController::tick() {
+  if (v1_lowered_) {
+    if (auto st = restore_v1_limit(); !st) {
+      ++stats_.errors;
+      stats_.last_error = st.error().message;
+    }
+  }
   auto now = read_breakdown(root_, group_.memory_dir, group_.v2);
   if (!now) {
     // A group that is gone has ended; that is not a failure of the controller.
@@ -173,9 +175,6 @@ void CacheController::reclaim(const MemoryBreakdown& now, uint64_t want_bytes) {
                        std::to_string(want_bytes));
     // EAGAIN: the kernel reclaimed less than asked. The next sample shows how much.
     if (!done && done.error().sys_errno == EAGAIN) done = {};
-  } else if (*options_.limit_bytes == 0) {
-    ++stats_.reclaims;
-    done = root_.write(join_path(group_.memory_dir, cachefile::kV1ForceEmpty), "0");
   } else {
     done = reclaim_v1_limit(now, want_bytes);
   }
@@ -198,39 +197,42 @@ void CacheController::reclaim(const MemoryBreakdown& now, uint64_t want_bytes) {
   }
 }
 
-Status CacheController::reclaim_v1_limit(const MemoryBreakdown& now, uint64_t want_bytes) {
+Status CacheController::restore_v1_limit() {
   const std::string limit_file = join_path(group_.memory_dir, cachefile::kV1Limit);
-  auto original_text = root_.read_value(limit_file);
-  if (!original_text) return fail(original_text.error().wrap("cannot lower the memory limit"));
-  auto original = parse_kernel_limit(*original_text);
-  if (!original) return fail(original.error().wrap("cannot lower the memory limit"));
-  const std::string restore =
-      original->is_unlimited() ? std::string("-1") : std::to_string(*original->value);
+  Status restored = root_.write(limit_file, v1_limit_);
+  for (int attempt = 1; !restored && attempt < kRestoreAttempts; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    restored = root_.write(limit_file, v1_limit_);
+  }
+  v1_lowered_ = !restored;
+  if (!restored) {
+    return fail(restored.error().wrap("cannot restore memory.limit_in_bytes to " + v1_limit_ +
+                                      " after reclaim (retried on the next sample)"));
+  }
+  return {};
+}
 
+Status CacheController::reclaim_v1_limit(const MemoryBreakdown& now, uint64_t want_bytes) {
+  if (v1_lowered_) return {};  // never lower again before the limit is back (tick() retries)
+  const std::string limit_file = join_path(group_.memory_dir, cachefile::kV1Limit);
   // Everything but clean reclaimable cache stays, plus a margin of clean cache, so allocations
   // of the workload while the limit is low can always be met by dropping cache: no OOM.
   const uint64_t clean = minus(now.reclaimable_file_bytes, now.dirty_bytes + now.writeback_bytes);
-  const uint64_t floor = minus(now.usage_bytes, clean) + options_.margin_bytes;
-  const uint64_t target = std::max(minus(now.usage_bytes, want_bytes), floor);
-  if (!original->is_unlimited() && *original->value <= target) return {};
+  const uint64_t floor = page_round_up(minus(now.usage_bytes, clean) + options_.margin_bytes);
+  const uint64_t target = std::max(page_round_down(minus(now.usage_bytes, want_bytes)), floor);
+  const auto original = parse_u64(v1_limit_);  // nullopt: "-1", no limit
+  if (original && *original <= target) return {};
 
   uint64_t current = now.usage_bytes;
   Status result;
   while (current > target) {
     const uint64_t next = page_round_up(std::max(target, minus(current, options_.step_bytes)));
+    if (next >= current) break;
     ++stats_.reclaims;
     // The kernel reclaims down to `next` before it takes the new limit; when it cannot, the
     // write fails with EBUSY and the limit is unchanged.
     Status lowered = root_.write(limit_file, std::to_string(next));
-    Status restored = root_.write(limit_file, restore);
-    for (int attempt = 1; !restored && attempt < kRestoreAttempts; ++attempt) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      restored = root_.write(limit_file, restore);
-    }
-    if (!restored) {
-      return fail(restored.error().wrap("cannot restore memory.limit_in_bytes to " + restore +
-                                        " after reclaim (the workload's limit is now lower)"));
-    }
+    if (auto restored = restore_v1_limit(); !restored) return restored;
     if (!lowered) {
       if (lowered.error().sys_errno != EBUSY) result = fail(lowered.error());
       break;
@@ -264,6 +266,7 @@ void CacheController::stop() {
   runner_->wake.notify_all();
   if (runner_->thread.joinable()) runner_->thread.join();
   runner_.reset();
+  if (v1_lowered_) (void)restore_v1_limit();
 }
 
 nlohmann::json to_json(const CacheController& c) {

@@ -44,10 +44,9 @@ Result<CacheLimitOptions> to_cache_options(const RunOptions& o, const WorkloadRe
   cache.limit_bytes = *limit;
   if (cache.limit_bytes && request.memory_max_bytes &&
       *cache.limit_bytes > *request.memory_max_bytes) {
-    return fail(ErrorKind::kUsage, "bad --cache-limit " + format_bytes(*cache.limit_bytes) +
-                                       ": more than --memory " +
-                                       format_bytes(*request.memory_max_bytes) +
-                                       "; the cache budget is part of the memory limit");
+    return fail(ErrorKind::kUsage, "bad --cache-limit '" + o.cache_limit +
+                                       "': more than --memory '" + o.memory +
+                                       "'; the cache budget is part of the memory limit");
   }
   auto interval = parse_duration(o.cache_interval);
   if (!interval) return fail(interval.error().wrap("bad --cache-interval"));
@@ -131,11 +130,11 @@ Result<WorkloadRequest> to_request(const RunOptions& o) {
 int run(const RunOptions& o) {
   auto request = to_request(o);
   if (!request) return report(request.error());
+  auto cache_options = to_cache_options(o, *request);
+  if (!cache_options) return report(cache_options.error());
   const Sysroot root("/");
   const HostFacts self = probe_host(root, ProbeTarget::self());
   if (auto st = validate_request(self, *request); !st) return report(st.error());
-  auto cache_options = to_cache_options(o, *request);
-  if (!cache_options) return report(cache_options.error());
   if (cache_options->limit_bytes) {
     if (auto st = check_cache_limit_support(root, self.cgroup); !st) return report(st.error());
   }
@@ -145,9 +144,9 @@ int run(const RunOptions& o) {
   // The controller starts once the workload runs in its group, on a thread that inherits the
   // stop signals blocked by run_workload; it ends by itself when the group is removed.
   std::unique_ptr<CacheController> cache;
-  hooks.on_state = [&](RunState state, pid_t pid) {
-    if (state != RunState::kRunning || cache) return;
-    auto group = cache_group_of_process(root, pid);
+  hooks.on_running = [&](const Cgroup& workload, pid_t) {
+    if (cache) return;
+    auto group = cache_group_of(root, workload);
     if (!group) return;  // no memory controller: the report says cache null
     auto controller = CacheController::open(root, *group, *cache_options);
     if (!controller) {

@@ -20,7 +20,7 @@ struct StatOptions {
   std::string target;  // NAME or /PATH
   std::string cgroup_parent;
   Format format = Format::kTable;
-  double watch_s = 0;
+  std::string watch;  // "" = print once
 };
 
 // Where one cgroup's memory files are.
@@ -185,21 +185,26 @@ void print_table(const MemoryGroup& g, const Sample& s) {
   t.print(std::cout);
 }
 
-// Sleeps up to `seconds`; false when SIGINT or SIGTERM arrived (the caller stops watching).
-bool wait_or_stop(double seconds, const sigset_t& stop_signals) {
-  timespec ts{
-      static_cast<time_t>(seconds),
-      static_cast<long>((seconds - static_cast<double>(static_cast<time_t>(seconds))) * 1e9)};
+// Sleeps up to `period`; false when SIGINT or SIGTERM arrived (the caller stops watching).
+bool wait_or_stop(std::chrono::microseconds period, const sigset_t& stop_signals) {
+  const auto us = period.count();
+  timespec ts{static_cast<time_t>(us / 1000000), static_cast<long>(us % 1000000) * 1000};
   siginfo_t info;
   return ::sigtimedwait(&stop_signals, &info, &ts) < 0;
 }
 
 int run_stat(const StatOptions& opts) {
   if (opts.sysroot.empty()) return usage_error("--sysroot needs a directory");
-  if (opts.watch_s < 0) {
-    return usage_error("--watch " + std::to_string(opts.watch_s) +
-                       ": give a positive number of seconds (e.g. 1 or 0.5)");
+  std::chrono::microseconds period{0};
+  if (!opts.watch.empty()) {
+    auto d = parse_duration(opts.watch);
+    if (!d) return report(d.error().wrap("bad --watch"));
+    if (*d < std::chrono::milliseconds(1)) {
+      return usage_error("bad --watch '" + opts.watch + "': give at least 1ms, e.g. 1 or 0.5s");
+    }
+    period = *d;
   }
+  const bool watching = period.count() > 0;
   const Sysroot root(opts.sysroot);
   auto group = resolve(root, opts);
   if (!group) return report(group.error());
@@ -208,7 +213,7 @@ int run_stat(const StatOptions& opts) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
-  if (opts.watch_s > 0) ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
+  if (watching) ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
 
   for (bool first = true;; first = false) {
     auto s = sample(root, *group);
@@ -221,17 +226,17 @@ int run_stat(const StatOptions& opts) {
     }
     if (opts.format == Format::kJson) {
       // One object; with --watch one per line, for jq and log shippers.
-      if (opts.watch_s > 0) {
+      if (watching) {
         std::cout << to_json(*group, *s).dump() << std::endl;
       } else {
         print_json(std::cout, to_json(*group, *s));
       }
     } else {
-      if (opts.watch_s > 0) std::cout << (first ? "" : "\n") << iso8601(s->at) << "\n";
+      if (watching) std::cout << (first ? "" : "\n") << iso8601(s->at) << "\n";
       print_table(*group, *s);
       std::cout.flush();
     }
-    if (opts.watch_s <= 0 || !wait_or_stop(opts.watch_s, stop_signals)) return kExitOk;
+    if (!watching || !wait_or_stop(period, stop_signals)) return kExitOk;
   }
 }
 
@@ -249,9 +254,10 @@ void add_stat_command(CLI::App& app, Commands& commands) {
       ->required()
       ->type_name("NAME|PATH");
   add_format_option(*cmd, opts->format, {Format::kTable, Format::kJson});
-  cmd->add_option("--watch", opts->watch_s,
-                  "Print again every SECONDS until interrupted (JSON: one object per line)")
-      ->type_name("SECONDS");
+  cmd->add_option("--watch", opts->watch,
+                  "Print again every DURATION (seconds, or with a unit: 0.05, 1, 500ms) until "
+                  "interrupted or the group is gone (JSON: one object per line)")
+      ->type_name("DURATION");
   cmd->add_option("--cgroup-parent", opts->cgroup_parent,
                   "Where NAME is looked up, as given to hostfit run --cgroup-parent")
       ->type_name("PATH");

@@ -296,6 +296,7 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
     return fail(Error::from_errno(err, "pidfd_open", std::to_string(pid)).wrap("needs Linux 5.3+"));
   }
   state(RunState::kRunning);
+  if (hooks.on_running) hooks.on_running(group, record.pid);
 
   uint64_t seen_kills = baseline ? baseline->oom_kill : 0;
   uint64_t other_kills = 0;  // kills attributed to processes other than the main one

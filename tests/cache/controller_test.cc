@@ -93,6 +93,57 @@ TEST_F(GeneratedV2Group, AGroupThatIsGoneIsNotFound) {
   EXPECT_EQ(c.error().kind, ErrorKind::kNotFound);
 }
 
+// A generated v1 group: 500 MiB used, 300 MiB of it clean page cache, and a memory limit.
+class GeneratedV1Group : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fixtures::Shape shape;
+    shape.cgroup = fixtures::CgroupLayout::kV1;
+    shape.cgroup_chain = {{.name = "w"}};
+    ASSERT_TRUE(fixtures::write_sysroot(dir_.path(), shape));
+    ASSERT_TRUE(root_.write(kDir + "/memory.usage_in_bytes", std::to_string(500 * kMiB)));
+    ASSERT_TRUE(root_.write(kDir + "/memory.stat", "total_cache " + std::to_string(300 * kMiB) +
+                                                       "\ntotal_rss " + std::to_string(200 * kMiB) +
+                                                       "\n"));
+  }
+  const std::string kDir = "/sys/fs/cgroup/memory/w";
+  fixtures::TempDir dir_;
+  Sysroot root_{dir_.path()};
+};
+
+TEST_F(GeneratedV1Group, AnUnalignedBudgetLowersInWholeStepsAndRestoresTheLimitSeenAtOpen) {
+  ASSERT_TRUE(root_.write(kDir + "/memory.limit_in_bytes", "9223372036854771712"));
+  // 100000000 is not a multiple of the page size: the target is rounded to a page, so the steps
+  // end (500 MiB -> 309714944 in 64 MiB steps is 4 of them) instead of rewriting one value.
+  auto c = CacheController::open(root_, {kDir, false, {}}, {.limit_bytes = 100000000});
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_TRUE((*c)->tick());
+  EXPECT_EQ((*c)->stats().reclaims, 4u);
+  EXPECT_EQ((*c)->stats().method, "memory.limit_in_bytes");
+  EXPECT_EQ((*c)->stats().errors, 0u) << (*c)->stats().last_error;
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.limit_in_bytes"), "-1");  // no limit, as before
+}
+
+TEST_F(GeneratedV1Group, ALimitAlreadyAtTheTargetIsLeftAlone) {
+  ASSERT_TRUE(root_.write(kDir + "/memory.limit_in_bytes", std::to_string(256 * kMiB)));
+  auto c = CacheController::open(root_, {kDir, false, {}}, {.limit_bytes = 64 * kMiB});
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_TRUE((*c)->tick());
+  EXPECT_EQ((*c)->stats().reclaims, 0u);
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.limit_in_bytes"), std::to_string(256 * kMiB));
+}
+
+TEST_F(GeneratedV1Group, ABudgetOfZeroStillKeepsTheMarginAndRestoresTheLimit) {
+  ASSERT_TRUE(root_.write(kDir + "/memory.limit_in_bytes", std::to_string(1024 * kMiB)));
+  // Target: 200 MiB that is not clean cache + the 16 MiB margin = 216 MiB, from 500 MiB in steps
+  // of 64 MiB: 436, 372, 308, 244, 216.
+  auto c = CacheController::open(root_, {kDir, false, {}}, {.limit_bytes = 0});
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_TRUE((*c)->tick());
+  EXPECT_EQ((*c)->stats().reclaims, 5u);
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.limit_in_bytes"), std::to_string(1024 * kMiB));
+}
+
 uint64_t oom_kills(const ScratchGroup& group) {
   auto text = group.root().read(join_path(group.dir(), "memory.oom_control"));
   if (!text) text = group.root().read(join_path(group.dir(), "memory.events"));

@@ -250,6 +250,10 @@ TEST_F(StreamFileTest, LengthPastEndOfFileStopsAtTheEnd) {
 
 TEST_F(StreamFileTest, PeerThatGoesAwayIsAnErrorSayingHowFarItGot) {
   TcpPair pair = connect_loopback();
+  // Small buffers, so the file can never fit in them whatever this host's tcp_wmem/tcp_rmem say.
+  const int small = 64 << 10;
+  ::setsockopt(pair.sender.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  ::setsockopt(pair.receiver.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
   std::thread reader([&] {
     (void)read_all(pair.receiver.get(), false, 1 << 20);
     pair.receiver.reset();
