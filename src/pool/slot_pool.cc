@@ -79,6 +79,16 @@ struct SlotPool::State {
   std::vector<uint32_t> free;    // stack of free ids: O(1) reuse, the warmest slot first
   uint64_t committed_bytes = 0;
   uint32_t in_use = 0;
+
+  // kInvalidSlot unless `slot` is one this pool handed out and has not taken back.
+  PoolStatus check_acquired(const Slot& slot, std::string_view operation) const {
+    const std::lock_guard lock(mu);
+    if (slot.id < slots.size() && slots[slot.id].in_use && slots[slot.id].base == slot.base)
+      return {};
+    return std::unexpected(pool_error(PoolErrorKind::kInvalidSlot,
+                                      std::string(operation) + ": slot " + std::to_string(slot.id) +
+                                          " is not an acquired slot of this pool"));
+  }
 };
 
 SlotPool::SlotPool(TierPlan plan, PoolOptions options)
@@ -291,15 +301,7 @@ PoolResult<Slot> SlotPool::acquire(uint64_t initial_bytes) {
 
 PoolStatus SlotPool::grow(Slot& slot, uint64_t new_bytes) {
   State& st = *state_;
-  {
-    std::lock_guard lock(st.mu);
-    if (slot.id >= st.slots.size() || !st.slots[slot.id].in_use ||
-        st.slots[slot.id].base != slot.base) {
-      return std::unexpected(pool_error(
-          PoolErrorKind::kInvalidSlot,
-          "grow: slot " + std::to_string(slot.id) + " is not an acquired slot of this pool"));
-    }
-  }
+  if (auto ok = st.check_acquired(slot, "grow"); !ok) return ok;
   if (new_bytes > plan_.slot_bytes) {
     return std::unexpected(pool_error(PoolErrorKind::kTooLarge,
                                       "cannot grow slot " + std::to_string(slot.id) + " to " +
@@ -341,15 +343,7 @@ PoolStatus SlotPool::grow(Slot& slot, uint64_t new_bytes) {
 
 PoolStatus SlotPool::release(Slot& slot) {
   State& st = *state_;
-  {
-    std::lock_guard lock(st.mu);
-    if (slot.id >= st.slots.size() || !st.slots[slot.id].in_use ||
-        st.slots[slot.id].base != slot.base) {
-      return std::unexpected(pool_error(
-          PoolErrorKind::kInvalidSlot,
-          "release: slot " + std::to_string(slot.id) + " is not an acquired slot of this pool"));
-    }
-  }
+  if (auto ok = st.check_acquired(slot, "release"); !ok) return ok;
   SlotState& s = st.slots[slot.id];
   const uint64_t before = s.charge();
   const uint32_t id = slot.id;
