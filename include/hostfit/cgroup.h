@@ -102,11 +102,13 @@ class CgroupDriver {
   // a leaf first when v2's no-internal-processes rule needs it) and removes empty groups left
   // by an earlier hostfit that was killed. Returns the names of the groups removed.
   virtual Result<std::vector<std::string>> prepare() = 0;
-  // Makes <parent>/<name> in every hierarchy. kResource when a non-empty group of that name
-  // exists; on any error nothing is left behind. Until attach(), remove() or settle() the new,
-  // empty group is shielded from the sweep of a concurrent prepare().
+  // Makes <parent>/<name> in every hierarchy, afresh: an empty leftover of that name is removed
+  // first. kResource when a group of that name has processes or belongs to another live hostfit;
+  // on any error nothing is left behind. Until remove() or settle() the group is shielded (a
+  // shared flock on its directories) from the sweep of any other hostfit's prepare(), even while
+  // it is empty between its workload's end and remove().
   virtual Result<Cgroup> create(std::string_view name) = 0;
-  // Ends create()'s shield once the group's first process is in (or failed to start).
+  // Drops the shield and leaves the group in place, as a killed hostfit would.
   virtual void settle(const Cgroup& group) = 0;
   virtual Status set_limits(const Cgroup& group, const CgroupLimits& limits) = 0;
   // Moves process `pid` (0: the caller) and its threads into the group in every hierarchy.

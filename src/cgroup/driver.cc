@@ -196,17 +196,18 @@ Result<std::vector<std::string>> HierarchyDriver::prepare() {
 
 std::vector<std::string> HierarchyDriver::sweep() {
   std::set<std::string> removed;
-  if (hierarchies_.empty()) return {};
-  const DirLock lock(root_.path(parents_.front().dir).string(), /*exclusive=*/true);
-  if (!lock.held()) return {};  // another hostfit is creating a group: sweep next time
   for (const auto& h : hierarchies_) {
     const std::string parent_dir = join_path(h.mount_point, h.parent);
+    const DirLock parent_lock(root_.path(parent_dir).string(), /*exclusive=*/true);
+    if (!parent_lock.held()) continue;  // another hostfit is creating a group: sweep next time
     auto names = root_.list(parent_dir);
     if (!names) continue;
     for (const auto& name : *names) {
       const std::string dir = join_path(parent_dir, name);
       if (!root_.is_dir(dir)) continue;
       if (name != kSupervisorLeaf && !validate_cgroup_name(name)) continue;
+      const DirLock group_lock(root_.path(dir).string(), /*exclusive=*/true);
+      if (!group_lock.held()) continue;  // a live hostfit's group, even if empty right now
       auto procs = procs_of(dir);
       if (!procs || !procs->empty()) continue;
       // rmdir fails on a group with children or processes; that is the check we rely on.
@@ -231,20 +232,32 @@ Status HierarchyDriver::make_group_dir(const std::string& dir) {
 Result<Cgroup> HierarchyDriver::create(std::string_view name) {
   if (auto st = validate_cgroup_name(name); !st) return fail(st.error());
   if (hierarchies_.empty()) return fail(ErrorKind::kUnsupported, "no cgroup hierarchy to use");
-  auto lock = std::make_unique<DirLock>(root_.path(parents_.front().dir).string(), false);
+  // Parents stay locked shared while the group is made, so no sweep runs in between.
+  std::vector<std::unique_ptr<DirLock>> parent_locks;
+  for (const auto& p : parents_)
+    parent_locks.push_back(std::make_unique<DirLock>(root_.path(p.dir).string(), false));
   Cgroup group;
   group.name = std::string(name);
+  std::vector<std::unique_ptr<DirLock>>& locks = held_[group.name];
+  const auto busy = [&](const CgroupDir& dir) {
+    (void)remove(group);
+    return fail(ErrorKind::kResource, "a workload named '" + group.name +
+                                          "' is already running in " +
+                                          root_.path(dir.dir).string() + " (pick another --name)");
+  };
   for (const auto& h : hierarchies_) {
     const CgroupDir dir = h.dir(join_cgroup(h.parent, name));
-    if (root_.is_dir(dir.dir)) {
+    bool exists = root_.is_dir(dir.dir);
+    if (exists) {
       auto procs = procs_of(dir.dir);
-      if (procs && !procs->empty()) {
-        (void)remove(group);
-        return fail(ErrorKind::kResource,
-                    "a workload named '" + group.name + "' is already running in " +
-                        root_.path(dir.dir).string() + " (pick another --name)");
-      }
-    } else if (auto st = make_group_dir(dir.dir); !st) {
+      if (procs && !procs->empty()) return busy(dir);
+      // Empty, but another live hostfit may hold it between its workload's end and remove().
+      if (!DirLock(root_.path(dir.dir).string(), /*exclusive=*/true).held()) return busy(dir);
+      // A leftover: start afresh so no old limit survives. (A generated tree keeps its files, so
+      // there the directory is reused; set_limits writes every limit it is given again.)
+      exists = !root_.remove_dir(dir.dir);
+    }
+    if (auto st = exists ? Status{} : make_group_dir(dir.dir); !st) {
       (void)remove(group);
       return fail(st.error().kind,
                   "cannot create cgroup " + root_.path(dir.dir).string() + ": " +
@@ -253,12 +266,12 @@ Result<Cgroup> HierarchyDriver::create(std::string_view name) {
                   st.error().sys_errno);
     }
     group.dirs.push_back(dir);
+    locks.push_back(std::make_unique<DirLock>(root_.path(dir.dir).string(), false));
     if (auto st = init_group_dir(h, dir); !st) {
       (void)remove(group);
       return fail(st.error());
     }
   }
-  creating_[group.name] = std::move(lock);
   return group;
 }
 
@@ -336,7 +349,7 @@ void HierarchyDriver::remove_parents_if_empty() {
 }
 
 void HierarchyDriver::settle(const Cgroup& group) {
-  creating_.erase(group.name);
+  held_.erase(group.name);
 }
 
 Status HierarchyDriver::copy_cpuset_from_parent(const Hierarchy& h, const std::string& cgroup) {
@@ -445,7 +458,6 @@ Status HierarchyDriver::attach(const Cgroup& group, pid_t pid) {
   for (const auto& d : group.dirs) {
     if (auto st = write_file(root_, d.dir, cgfile::kProcs, value); !st) return st;
   }
-  settle(group);
   return {};
 }
 
@@ -534,11 +546,11 @@ Status HierarchyDriver::kill_and_remove(const std::string& dir) {
 }
 
 Status HierarchyDriver::remove(const Cgroup& group) {
-  settle(group);
   Status first_error;
   for (const auto& d : group.dirs) {
     if (auto st = kill_and_remove(d.dir); !st && first_error) first_error = st;
   }
+  settle(group);
   return first_error;
 }
 

@@ -29,9 +29,10 @@ struct Hierarchy {
 // are refused for workloads, so it never collides).
 inline constexpr std::string_view kSupervisorLeaf = "_supervisor";
 
-// A flock(2) on a parent directory: shared while a group is created and not yet filled, exclusive
-// while empty groups are swept, so a sweep never removes a group another hostfit is about to fill.
-// Released on destruction.
+// A flock(2) on a cgroup directory. A parent is locked shared while groups are created in it and
+// exclusive while it is swept; every group directory is locked shared by the hostfit that made it
+// until remove(), and the sweep takes only groups whose lock it can take exclusive. So a sweep
+// never removes a group another live hostfit made, empty or not. Released on destruction.
 class DirLock {
  public:
   // Blocks for a shared lock; with exclusive, tries once (held() is false when it is busy).
@@ -83,7 +84,8 @@ class HierarchyDriver : public CgroupDriver {
 
   Sysroot root_;
   std::vector<Hierarchy> hierarchies_;
-  std::map<std::string, std::unique_ptr<DirLock>> creating_;  // group name -> shared lock
+  // group name -> shared locks on its directories, held from create() until remove()/settle()
+  std::map<std::string, std::vector<std::unique_ptr<DirLock>>> held_;
   std::vector<CgroupDir> parents_;
   pid_t self_pid_;
 };

@@ -251,7 +251,6 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
   record.started_at = std::chrono::system_clock::now();
   const pid_t pid = ::fork();
   if (pid < 0) {
-    driver.settle(group);
     return fail(Error::from_errno(errno, "fork", spec.argv[0]));
   }
   if (pid == 0) {
@@ -278,7 +277,6 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
   do {
     got = ::read(exec_read.fd, &child_errno, sizeof child_errno);
   } while (got < 0 && errno == EINTR);
-  driver.settle(group);
   if (got == sizeof child_errno) {
     int status = 0;
     ::waitpid(pid, &status, 0);

@@ -175,6 +175,51 @@ TEST_F(RealCgroupTest, PrepareSweepsEmptyGroupsLeftByAKilledHostfit) {
     EXPECT_TRUE(root_.remove_dir(parent.dir)) << parent.dir;
 }
 
+TEST_F(RealCgroupTest, AnEmptyGroupOfALiveHostfitIsNeitherSweptNorTaken) {
+  // Between a workload's end and remove() its group is empty; another hostfit's sweep must leave
+  // it (its OOM counter and peak are still to be read), and its name stays taken.
+  const std::string name = unique_name("held");
+  auto g = driver_->create(name);
+  ASSERT_TRUE(g) << g.error().message;
+  CgroupGuard guard(*driver_, *g);
+  const pid_t child = ::fork();
+  if (child == 0) sleep_forever();
+  ASSERT_TRUE(driver_->attach(*g, child));
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(wait_signal(child), SIGKILL);  // the workload has ended; the group is empty now
+  auto other = open_cgroup_driver(root_, probe_cgroups(root_, ProbeTarget::self()), {});
+  ASSERT_TRUE(other);
+  auto swept = (*other)->prepare();
+  ASSERT_TRUE(swept);
+  EXPECT_EQ(std::find(swept->begin(), swept->end(), name), swept->end());
+  for (const auto& d : g->dirs)
+    EXPECT_TRUE(root_.exists(d.dir)) << d.dir;
+  auto again = (*other)->create(name);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().kind, ErrorKind::kResource) << again.error().message;
+  for (const auto& d : g->dirs)
+    EXPECT_TRUE(root_.exists(d.dir)) << d.dir;
+}
+
+TEST_F(RealCgroupTest, ALeftoverOfTheSameNameIsMadeAfreshWithoutItsOldLimits) {
+  const std::string name = unique_name("fresh");
+  auto old = driver_->create(name);
+  ASSERT_TRUE(old);
+  ASSERT_TRUE(driver_->set_limits(*old, {.memory_max_bytes = 32 << 20, .pids_max = 7}));
+  driver_->settle(*old);  // a killed hostfit's leftover
+  auto g = driver_->create(name);
+  ASSERT_TRUE(g) << g.error().message;
+  CgroupGuard guard(*driver_, *g);
+  const CgroupDir* memory = g->dir_of("memory");
+  ASSERT_NE(memory, nullptr);
+  auto limit = parse_kernel_limit(slurp(join_path(memory->dir, "memory.limit_in_bytes")));
+  ASSERT_TRUE(limit);
+  EXPECT_TRUE(limit->is_unlimited());
+  if (const CgroupDir* pids = g->dir_of("pids")) {
+    EXPECT_EQ(slurp(join_path(pids->dir, "pids.max")), "max");
+  }
+}
+
 TEST_F(RealCgroupTest, CreateRefusesANameWhoseGroupHasProcesses) {
   auto g = driver_->create(unique_name("busy"));
   ASSERT_TRUE(g);
