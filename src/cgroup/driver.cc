@@ -197,6 +197,8 @@ Result<std::vector<std::string>> HierarchyDriver::prepare() {
 std::vector<std::string> HierarchyDriver::sweep() {
   std::set<std::string> removed;
   for (const auto& h : hierarchies_) {
+    // Under a --cgroup-parent, empty groups may be anybody's (an idle service's): leave them.
+    if (!h.default_parent) continue;
     const std::string parent_dir = join_path(h.mount_point, h.parent);
     const DirLock parent_lock(root_.path(parent_dir).string(), /*exclusive=*/true);
     if (!parent_lock.held()) continue;  // another hostfit is creating a group: sweep next time
@@ -603,8 +605,8 @@ Result<std::unique_ptr<CgroupDriver>> open_cgroup_driver(const Sysroot& root,
                     "); hostfit run needs cgroup v1 or v2 under /sys/fs/cgroup");
   }
   for (auto& h : hierarchies) {
-    h.parent =
-        options.parent.empty() ? join_cgroup(h.own, "hostfit") : normalize_cgroup(options.parent);
+    h.default_parent = options.parent.empty();
+    h.parent = h.default_parent ? join_cgroup(h.own, "hostfit") : normalize_cgroup(options.parent);
     if (h.parent.find("/../") != std::string::npos || h.parent.ends_with("/..")) {
       return fail(ErrorKind::kUsage,
                   "bad --cgroup-parent '" + options.parent + "': '..' is not allowed");

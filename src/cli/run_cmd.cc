@@ -145,6 +145,7 @@ int run(const RunOptions& o) {
   // stop signals blocked by run_workload; it ends by itself when the group is removed.
   std::unique_ptr<CacheController> cache;
   hooks.on_running = [&](const Cgroup& workload, pid_t) {
+    name = workload.name;  // for OOM event lines while it runs
     if (cache) return;
     auto group = cache_group_of(root, workload);
     if (!group) return;  // no memory controller: the report says cache null

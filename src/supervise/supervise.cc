@@ -116,6 +116,7 @@ std::vector<char*> c_strings(const std::vector<std::string>& v) {
 }
 
 // Async-signal-safe: what a forked child may call before exec.
+// The child reports a failed exec as errno, a failed move into the group as -errno.
 void child_fail(int pipe_fd, int err) {
   (void)!::write(pipe_fd, &err, sizeof err);
   ::_exit(err == ENOENT ? 127 : 126);
@@ -256,7 +257,7 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
   if (pid == 0) {
     // The child: join the group in every hierarchy ("0" is the writer), restore signals, exec.
     for (const auto& fd : procs) {
-      if (::write(fd.fd, "0", 1) != 1) child_fail(exec_write.fd, errno);
+      if (::write(fd.fd, "0", 1) != 1) child_fail(exec_write.fd, -errno);
     }
     for (int s : kForwarded)
       ::signal(s, SIG_DFL);
@@ -280,6 +281,12 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
   if (got == sizeof child_errno) {
     int status = 0;
     ::waitpid(pid, &status, 0);
+    if (child_errno < 0) {
+      // Not the command's fault: hostfit could not put it in its group (an empty cpuset, a
+      // group removed under it, pids.max reached). Nothing of the workload ran.
+      return fail(Error::from_errno(-child_errno, "join", "cgroup '" + group.name + "'")
+                      .wrap("cannot start the workload in its cgroup"));
+    }
     record.ended_at = std::chrono::system_clock::now();
     record.failure_errno = child_errno;
     record.failure = "cannot execute '" + spec.argv[0] + "': " + std::strerror(child_errno);
@@ -356,7 +363,8 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
         const uint64_t before = other_kills + (main_victim_logged ? 1 : 0);
         note_kernel_kills(kmsg.read_kills());
         const uint64_t attributed = other_kills + (main_victim_logged ? 1 : 0) - before;
-        // Kills the kernel log did not name: the main process if it now ends, else another one.
+        // Kills the kernel log did not name: another process's while the main one lives on;
+        // when it ends, they are settled at exit from how it ended (below).
         for (uint64_t i = attributed; i < new_kills; ++i) {
           if (main_has_ended(kVictimGraceMs)) break;
           ++other_kills;
@@ -421,6 +429,18 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
     }
   }
   note_kernel_kills(kmsg.read_kills());
+  if (counters && baseline && counters->oom_kill_known) {
+    // Kills nobody has been named for: one is the main process's when it died of SIGKILL and the
+    // log did not name it; the others were of other processes (say so now, unnamed).
+    uint64_t unaccounted = counters->oom_kill - baseline->oom_kill;
+    unaccounted -= std::min(unaccounted, other_kills + (main_victim_logged ? 1 : 0));
+    if (by_sigkill && !main_victim_logged && unaccounted > 0) --unaccounted;
+    for (; unaccounted > 0; --unaccounted) {
+      ++other_kills;
+      record.events.push_back(OomEvent{});
+      if (hooks.on_oom_event) hooks.on_oom_event(record.events.back());
+    }
+  }
   if (counters && baseline) {
     record.oom_kills = counters->oom_kill - baseline->oom_kill;
     if (by_sigkill && counters->oom_kill_known && record.oom_kills > other_kills) {

@@ -17,6 +17,8 @@ namespace {
 // CFS refuses quotas under 1 ms; a tenth of a second is the period Docker and Kubernetes use.
 constexpr int64_t kPeriodUs = 100000;
 constexpr int64_t kMinQuotaUs = 1000;
+constexpr double kMaxCpus = 65536;      // quota arithmetic stays far from overflow
+constexpr uint64_t kMaxPids = 4194304;  // PID_MAX_LIMIT on 64-bit
 
 std::string format_cpus(double cpus) {
   char buf[32];
@@ -113,6 +115,10 @@ Status validate_request(const HostFacts& self, const WorkloadRequest& r) {
       return fail(ErrorKind::kUsage, "bad --cpus " + format_cpus(c) +
                                          ": need at least 0.01 (a 1 ms quota per 100 ms period)");
     }
+    if (c > kMaxCpus) {
+      return fail(ErrorKind::kUsage, "bad --cpus " + format_cpus(c) + ": at most " +
+                                         std::to_string(kMaxCpus) + " CPUs");
+    }
     if (self.cpu.effective > 0 && c > self.cpu.effective + 1e-9) {
       return fail(ErrorKind::kUsage,
                   "bad --cpus " + format_cpus(c) + ": this host has " + available);
@@ -157,8 +163,9 @@ Status validate_request(const HostFacts& self, const WorkloadRequest& r) {
                       memory->mount_point + " (use --memory for a hard limit)");
     }
   }
-  if (r.pids_max && *r.pids_max == 0) {
-    return fail(ErrorKind::kUsage, "bad --pids 0: the workload needs at least 1 process");
+  if (r.pids_max && (*r.pids_max == 0 || *r.pids_max > kMaxPids)) {
+    return fail(ErrorKind::kUsage, "bad --pids " + std::to_string(*r.pids_max) + ": give 1 to " +
+                                       std::to_string(kMaxPids) + " (the kernel's PID_MAX_LIMIT)");
   }
   return {};
 }
@@ -174,9 +181,16 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
     sigaddset(&stop_signals, sig);
   ::pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
   struct Unblock {
-    sigset_t mask;
-    ~Unblock() { ::pthread_sigmask(SIG_SETMASK, &mask, nullptr); }
-  } unblock{old_mask};
+    sigset_t stop, mask;
+    ~Unblock() {
+      // A stop signal that came after the workload ended was meant for it: drop it rather than
+      // let it kill hostfit before the verdict is printed and the report written.
+      const timespec now{0, 0};
+      while (::sigtimedwait(&stop, nullptr, &now) > 0) {
+      }
+      ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+    }
+  } unblock{stop_signals, old_mask};
   auto driver = open_cgroup_driver(root, self.cgroup, {.parent = request.cgroup_parent});
   if (!driver) return fail(driver.error());
   WorkloadRun run;
@@ -194,7 +208,10 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
 
   const std::string name = request.name.empty() ? default_name(request.argv[0]) : request.name;
   auto group = (*driver)->create(name);
-  if (!group) return fail(group.error());
+  if (!group) {
+    (*driver)->remove_parents_if_empty();  // prepare() may have made them just now
+    return fail(group.error());
+  }
   run.group = *group;
   // From here every path out removes the group, and then the parents if nobody else uses them.
   struct Release {
@@ -348,7 +365,8 @@ nlohmann::json to_json(const WorkloadRun& run) {
       {"exit_code",
        r.state == RunState::kExited ? nlohmann::json(r.exit_code) : nlohmann::json(nullptr)},
       {"signal", r.signal ? nlohmann::json(r.signal) : nlohmann::json(nullptr)},
-      {"forwarded_signal", r.forwarded_signal ? nlohmann::json(r.forwarded_signal) : nlohmann::json(nullptr)},
+      {"forwarded_signal",
+       r.forwarded_signal ? nlohmann::json(r.forwarded_signal) : nlohmann::json(nullptr)},
       {"shell_exit_code", r.shell_exit_code()},
       {"started_at", iso8601(r.started_at)},
       {"ended_at", iso8601(r.ended_at)},

@@ -139,6 +139,8 @@ TEST_F(RunCliTest, BadInputIsOneLineExit2AndCreatesNothing) {
       {"--memory", "10Q", "--", "true"},
       {"--cpus", "0", "--", "true"},
       {"--cpus", "1000", "--", "true"},
+      {"--cpus", "1e30", "--", "true"},
+      {"--pids", "5000000", "--", "true"},
       {"--cpuset", "0", "--placement", "balanced", "--cpus", "1", "--", "true"},
       {}};
   for (const auto& c : cases) {

@@ -67,6 +67,19 @@ TEST_F(SuperviseTest, ExitCodeOfTheWorkloadIsReported) {
   EXPECT_EQ(r.state_text(), "EXITED(3)");
 }
 
+TEST_F(SuperviseTest, AGroupTheChildCannotJoinIsAnErrorNotAFailedCommand) {
+  const Cgroup& g = group();
+  const CgroupDir* cpuset = g.dir_of("cpuset");
+  if (cpuset == nullptr || cpuset->v2) GTEST_SKIP() << "needs the cgroup v1 cpuset controller";
+  // A v1 cpuset group without CPUs takes no task: the child's write to cgroup.procs fails.
+  std::ofstream(join_path(cpuset->dir, "cpuset.cpus")) << "\n";
+  SpawnSpec spec{.argv = {"true"}, .env = environment()};
+  auto r = supervise(root_, *driver_, g, spec);
+  ASSERT_FALSE(r) << "state " << r->state_text();
+  EXPECT_NE(r.error().message.find("cannot start the workload in its cgroup"), std::string::npos)
+      << r.error().message;
+}
+
 TEST_F(SuperviseTest, PythonOver64MiIsKilledByTheOomKiller) {
   const RunRecord r = run(group(64 << 20), {"python3", "-c", "bytearray(512 << 20)"});
   EXPECT_EQ(r.state_text(), "KILLED(OOM)") << r.oom_evidence;
