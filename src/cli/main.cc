@@ -46,7 +46,15 @@ int main(int argc, char** argv) {
   }
 
   for (const auto& command : commands) {
-    if (command.app->parsed()) return command.run();
+    if (!command.app->parsed()) continue;
+    try {
+      return command.run();
+    } catch (const std::exception& e) {
+      // Errors are values everywhere; this only keeps a bug (or JSON of text that is not UTF-8)
+      // from ending in an abort without a word.
+      std::cerr << "hostfit: internal error: " << e.what() << "\n";
+      return kExitFailure;
+    }
   }
   std::cerr << app.help();
   return kExitUsage;

@@ -84,7 +84,7 @@ Result<WorkloadShape> shape_from(const PlanOptions& o) {
     if (!n) return fail(n.error());
     shape.instances_per_worker = *n;
   } else if (shape.runtime.name != "none" || shape.instance_reserve_bytes ||
-             shape.instance_resident_bytes || shape.instance_maps) {
+             shape.instance_resident_bytes || shape.instance_maps || shape.instance_cap) {
     // A sandbox runtime or an instance cost without a count: one instance per worker.
     shape.instances_per_worker = 1;
   }

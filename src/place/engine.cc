@@ -414,6 +414,8 @@ std::string free_summary(const Context& ctx, const std::vector<int>& nodes, bool
 }
 
 int nearest(const Context& ctx, int from, const std::vector<int>& among) {
+  // A node is nearest to itself, even when the distance matrix does not say so.
+  if (std::find(among.begin(), among.end(), from) != among.end()) return from;
   int best = -1;
   for (int i : among) {
     if (best < 0 || ctx.distance[from][i] < ctx.distance[from][best]) best = i;
@@ -474,6 +476,10 @@ Status check_request(const Topology& topo, const std::vector<CpuSet>& node_cpus,
   }
   if (req.cpus < 0 || req.cores < 0)
     return fail(ErrorKind::kUsage, "the CPU or core count must be at least 1");
+  if (req.cores > CpuSet::kMaxId) {
+    return fail(ErrorKind::kUsage, "bad core count " + std::to_string(req.cores) + ": at most " +
+                                       std::to_string(CpuSet::kMaxId));
+  }
   CpuSet ids;
   for (const auto& n : topo.numa_nodes)
     ids.set(n.id);

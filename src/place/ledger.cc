@@ -28,8 +28,9 @@ Status check_owner(const std::string& owner) {
                 "the owner name is longer than " + std::to_string(kMaxOwnerLength) + " characters");
   }
   for (unsigned char c : owner) {
-    if (c < 0x20 || c == 0x7f) {
-      return fail(ErrorKind::kUsage, "the owner name contains a control character");
+    if (c <= 0x20 || c >= 0x7f) {
+      return fail(ErrorKind::kUsage,
+                  "bad owner name '" + owner + "': use printable ASCII without spaces, e.g. db-1");
     }
   }
   return {};

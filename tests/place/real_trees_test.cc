@@ -31,7 +31,12 @@ class RealTree {
     facts_ = probe_host(Sysroot(root_), ProbeTarget::self());
     allowed_ = placeable_cpus(facts_);
   }
-  bool present() const { return !root_.empty() && facts_.topology.known(); }
+  // A capture that is there must probe: a topology regression fails rather than skips.
+  bool present() const {
+    if (root_.empty()) return false;
+    EXPECT_TRUE(facts_.topology.known()) << root_ << ": " << facts_.topology.unknown_reason;
+    return facts_.topology.known();
+  }
   const Topology& topology() const { return facts_.topology; }
   const CpuSet& allowed() const { return allowed_; }
   Result<Placement> place_on(const Ledger& ledger, PlacementRequest req) const {

@@ -107,6 +107,15 @@ TEST(PlanCliTest, MemoryLimitOf512MiBAllowsAtMostTwoWorkersOfFour) {
   EXPECT_EQ(j["memory_limit_bytes"], uint64_t{512} << 20);
 }
 
+TEST(PlanCliTest, AnInstanceCapAloneMeansOneInstancePerWorkerAndBindsWhenSmall) {
+  Shape s = host255();
+  s.cgroup_chain = {{.name = "pod", .cpu_max = "400000 100000"}};
+  const auto j = plan_json(s, {"--instance-cap", "3"});
+  EXPECT_EQ(j["instances"], 3) << j.dump(2);
+  EXPECT_EQ(j["workers"], 3);
+  EXPECT_EQ(j["budgets"]["runtime_cap"]["instances"], 3) << j["budgets"].dump(2);
+}
+
 TEST(PlanCliTest, RoundingOfFractionalQuotas) {
   const auto workers = [](const char* cpu_max, const char* round) {
     Shape s = host(32);
