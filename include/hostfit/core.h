@@ -170,6 +170,8 @@ std::string format_limit(const Limit& limit);
 // seconds, as sleep(1) reads it. Rounded down to whole microseconds. Rejects negatives, unknown
 // units and more than a week with an error naming the text and the accepted form.
 Result<std::chrono::microseconds> parse_duration(std::string_view text);
+// "2026-11-23T11:52:16.123Z": ISO 8601 in UTC with milliseconds, for reports and samples.
+std::string format_utc(std::chrono::system_clock::time_point t);
 
 // ---------------------------------------------------------------------------------------------
 // Text helpers for kernel files. All tolerate garbage: they never throw and never crash.

@@ -120,6 +120,11 @@ struct CgroupMount {
   bool v2 = false;                       // cgroup2 (unified)
   bool legacy_cpuset_fs = false;         // "cpuset" filesystem: files without the "cpuset." prefix
   std::vector<std::string> controllers;  // v1: from the mount options; v2: cgroup.controllers
+
+  // The path of `cgroup` (as /proc/PID/cgroup names it) below this mount's root: unchanged on the
+  // host, "/x" for "/docker/c/x" when a container sees only "/docker/c", and unchanged inside a
+  // cgroup namespace, where the path is relative already.
+  std::string relative(const std::string& cgroup) const;
 };
 
 // Where one controller's files are for the target.

@@ -63,7 +63,7 @@ MemoryBreakdown parse_breakdown(std::string_view memory_stat_text, uint64_t usag
 
 Result<MemoryBreakdown> read_breakdown(const Sysroot& root, std::string_view memory_dir, bool v2) {
   const std::string usage_file =
-      join_path(memory_dir, v2 ? cachefile::kV2Current : cachefile::kV1Usage);
+      join_path(memory_dir, v2 ? cgfile::kV2MemoryCurrent : cgfile::kV1MemoryUsage);
   auto usage_text = root.read_value(usage_file);
   if (!usage_text) return fail(usage_text.error().wrap("cannot read the memory usage"));
   const auto usage = parse_u64(*usage_text);
@@ -71,7 +71,7 @@ Result<MemoryBreakdown> read_breakdown(const Sysroot& root, std::string_view mem
     return fail(ErrorKind::kParse, root.path(usage_file).string() + " holds '" + *usage_text +
                                        "', not a number of bytes");
   }
-  const std::string stat_file = join_path(memory_dir, cachefile::kMemoryStat);
+  const std::string stat_file = join_path(memory_dir, cgfile::kMemoryStat);
   auto stat_text = root.read(stat_file);
   if (!stat_text) return fail(stat_text.error().wrap("cannot read the memory breakdown"));
   MemoryBreakdown m = parse_breakdown(*stat_text, *usage, v2);

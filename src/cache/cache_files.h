@@ -1,25 +1,17 @@
-// Names of the cgroupfs and procfs files and memory.stat keys the cache module reads and writes,
-// in one place.
+// Names of the files and memory.stat keys only the cache module reads and writes.
 #pragma once
 
 #include <string_view>
 
+#include "../cgroup/cgroup_files.h"
+
 namespace hostfit::cachefile {
 
-inline constexpr std::string_view kMemoryStat = "memory.stat";
+// The cgroupfs file names the cgroup driver uses (memory.stat, memory.usage_in_bytes,
+// memory.limit_in_bytes, memory.current) come from there; these are the cache module's own.
 inline constexpr std::string_view kMemoryPressure = "memory.pressure";  // PSI, unified hierarchy
 inline constexpr std::string_view kHostPressure = "/proc/pressure/memory";
-
-// cgroup v1
-inline constexpr std::string_view kV1Usage = "memory.usage_in_bytes";
-inline constexpr std::string_view kV1Limit = "memory.limit_in_bytes";
-inline constexpr std::string_view kV1MemswLimit = "memory.memsw.limit_in_bytes";
-inline constexpr std::string_view kV1OomControl = "memory.oom_control";
-
-// cgroup v2
-inline constexpr std::string_view kV2Current = "memory.current";
 inline constexpr std::string_view kV2Reclaim = "memory.reclaim";  // Linux 5.19+
-inline constexpr std::string_view kV2Events = "memory.events";
 
 // v1 memory.stat: "cache" is page cache including shmem, "rss" anonymous memory without shmem.
 // The total_ forms include the descendants (with use_hierarchy, always on since Linux 5.x).

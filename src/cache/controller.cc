@@ -53,7 +53,7 @@ Status check_cache_limit_support(const Sysroot& root, const CgroupFacts& facts) 
                 "mode " +
                     std::string(to_string(facts.mode)) + ")");
   }
-  const std::string_view needed = memory->v2 ? cachefile::kV2Reclaim : cachefile::kV1Limit;
+  const std::string_view needed = memory->v2 ? cachefile::kV2Reclaim : cgfile::kV1MemoryLimit;
   if (!root.exists(join_path(memory->dir, needed))) {
     return fail(ErrorKind::kUnsupported, "--cache-limit needs " + std::string(needed) +
                                              " (cgroup v2: Linux 5.19+), which " +
@@ -69,12 +69,13 @@ Result<CacheGroup> cache_group_of(const Sysroot& root, const Cgroup& group) {
                 "no memory cgroup controller for group '" + group.name + "'");
   }
   CacheGroup cache{memory->dir, memory->v2, {}};
-  // On a hybrid host the group's twin in the unified tree carries PSI without any controller.
+  // PSI is in the unified tree: the group itself on v2, its controller-less twin on hybrid hosts.
   for (const CgroupDir& dir : group.dirs) {
-    if (!dir.v2) continue;
     const std::string pressure = join_path(dir.dir, cachefile::kMemoryPressure);
-    if (root.exists(pressure)) cache.pressure_file = pressure;
-    if (&dir == memory) break;
+    if (dir.v2 && root.exists(pressure)) {
+      cache.pressure_file = pressure;
+      break;
+    }
   }
   return cache;
 }
@@ -107,7 +108,7 @@ Result<std::unique_ptr<CacheController>> CacheController::open(const Sysroot& ro
                         root.path(group.memory_dir).string() + " does not have");
       }
     } else {
-      method = std::string(cachefile::kV1Limit);
+      method = std::string(cgfile::kV1MemoryLimit);
       // The limit every lowering is undone to, read once: a lowered value read back later (after
       // a failed restore) must never become the new "original".
       auto text = root.read_value(join_path(group.memory_dir, method));
@@ -198,7 +199,7 @@ void CacheController::reclaim(const MemoryBreakdown& now, uint64_t want_bytes) {
 }
 
 Status CacheController::restore_v1_limit() {
-  const std::string limit_file = join_path(group_.memory_dir, cachefile::kV1Limit);
+  const std::string limit_file = join_path(group_.memory_dir, cgfile::kV1MemoryLimit);
   Status restored = root_.write(limit_file, v1_limit_);
   for (int attempt = 1; !restored && attempt < kRestoreAttempts; ++attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -214,7 +215,7 @@ Status CacheController::restore_v1_limit() {
 
 Status CacheController::reclaim_v1_limit(const MemoryBreakdown& now, uint64_t want_bytes) {
   if (v1_lowered_) return {};  // never lower again before the limit is back (tick() retries)
-  const std::string limit_file = join_path(group_.memory_dir, cachefile::kV1Limit);
+  const std::string limit_file = join_path(group_.memory_dir, cgfile::kV1MemoryLimit);
   // Everything but clean reclaimable cache stays, plus a margin of clean cache, so allocations
   // of the workload while the limit is low can always be met by dropping cache: no OOM.
   const uint64_t clean = minus(now.reclaimable_file_bytes, now.dirty_bytes + now.writeback_bytes);

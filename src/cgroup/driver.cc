@@ -34,14 +34,6 @@ bool is_used(std::string_view controller) {
          kUsedControllers.end();
 }
 
-// The path of a cgroup relative to a mount whose root is `mount_root` ("/" on the host).
-std::string relative_to_mount(const std::string& cgroup, const std::string& mount_root) {
-  if (mount_root.empty() || mount_root == "/") return cgroup;
-  if (cgroup == mount_root) return "/";
-  if (cgroup.starts_with(mount_root + "/")) return cgroup.substr(mount_root.size());
-  return cgroup;  // inside a cgroup namespace the path is already relative
-}
-
 std::string normalize_cgroup(std::string path) {
   if (path.empty() || path.front() != '/') path.insert(path.begin(), '/');
   while (path.size() > 1 && path.back() == '/')
@@ -579,7 +571,7 @@ Result<std::unique_ptr<CgroupDriver>> open_cgroup_driver(const Sysroot& root,
       h.name += (h.name.empty() ? "" : ",") + c;
     }
     const auto it = facts.paths.find(h.controllers.front());
-    h.own = normalize_cgroup(relative_to_mount(it == facts.paths.end() ? "/" : it->second, m.root));
+    h.own = normalize_cgroup(m.relative(it == facts.paths.end() ? "/" : it->second));
     any_v1 = true;
     hierarchies.push_back(std::move(h));
   }
@@ -595,7 +587,7 @@ Result<std::unique_ptr<CgroupDriver>> open_cgroup_driver(const Sysroot& root,
       if (is_used(c) && c != "cpuacct" && !taken.contains(c)) h.controllers.push_back(c);
     }
     const auto it = facts.paths.find("");
-    h.own = normalize_cgroup(relative_to_mount(it == facts.paths.end() ? "/" : it->second, m.root));
+    h.own = normalize_cgroup(m.relative(it == facts.paths.end() ? "/" : it->second));
     hierarchies.push_back(std::move(h));
     break;  // one unified tree is enough
   }

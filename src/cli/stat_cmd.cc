@@ -2,7 +2,6 @@
 #include <poll.h>
 #include <signal.h>
 
-#include <cctype>
 #include <chrono>
 #include <ctime>
 #include <iostream>
@@ -10,6 +9,7 @@
 
 #include "cli.h"
 #include "hostfit/cache.h"
+#include "hostfit/cgroup.h"
 #include "hostfit/probe.h"
 
 namespace hostfit::cli {
@@ -38,26 +38,6 @@ bool has_dot_dot(std::string_view path) {
   return false;
 }
 
-// A workload name as `hostfit run --name` accepts it.
-bool valid_group_name(std::string_view name) {
-  if (name.empty() || name.size() > 64 || name.front() == '.' || name.front() == '_') return false;
-  for (char c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
-      return false;
-    }
-  }
-  return true;
-}
-
-// The directory of `cgroup` (a path inside the hierarchy) under a mount whose own root is `root`.
-std::string dir_under(const CgroupMount& mount, const std::string& cgroup) {
-  std::string inside = cgroup;
-  if (mount.root != "/" && (cgroup == mount.root || cgroup.starts_with(mount.root + "/"))) {
-    inside = cgroup.substr(mount.root.size());
-  }
-  return join_path(mount.mount_point, inside);
-}
-
 Result<MemoryGroup> resolve(const Sysroot& root, const StatOptions& opts) {
   const CgroupFacts facts = probe_cgroups(root, ProbeTarget::self());
   const ControllerPath* memory = facts.find("memory");
@@ -74,11 +54,9 @@ Result<MemoryGroup> resolve(const Sysroot& root, const StatOptions& opts) {
     }
     g.cgroup = opts.target;
   } else {
-    if (!valid_group_name(opts.target)) {
+    if (auto st = validate_cgroup_name(opts.target); !st) {
       return fail(ErrorKind::kUsage,
-                  "bad group '" + opts.target +
-                      "': give a workload name (1-64 characters of A-Z a-z 0-9 . _ -, not "
-                      "starting with '.' or '_') or a cgroup path starting with '/'");
+                  st.error().message + ", or give a cgroup path starting with '/'");
     }
     const std::string parent =
         opts.cgroup_parent.empty() ? join_path(memory->cgroup, "hostfit") : opts.cgroup_parent;
@@ -90,7 +68,7 @@ Result<MemoryGroup> resolve(const Sysroot& root, const StatOptions& opts) {
     if (m.mount_point == memory->mount_point) mount = &m;
     if (m.v2) unified = &m;
   }
-  g.dir = mount ? dir_under(*mount, g.cgroup) : join_path(memory->mount_point, g.cgroup);
+  g.dir = join_path(memory->mount_point, mount ? mount->relative(g.cgroup) : g.cgroup);
   if (!root.is_dir(g.dir)) {
     return fail(ErrorKind::kNotFound,
                 "no memory cgroup " + g.cgroup + " (" + root.path(g.dir).string() + ")" +
@@ -103,7 +81,8 @@ Result<MemoryGroup> resolve(const Sysroot& root, const StatOptions& opts) {
   }
   // PSI lives in the unified hierarchy: the group itself on v2, its twin there on hybrid hosts.
   if (unified != nullptr) {
-    const std::string file = join_path(dir_under(*unified, g.cgroup), "memory.pressure");
+    const std::string file =
+        join_path(join_path(unified->mount_point, unified->relative(g.cgroup)), "memory.pressure");
     if (root.exists(file)) g.pressure_file = file;
   }
   return g;
@@ -134,15 +113,6 @@ Result<Sample> sample(const Sysroot& root, const MemoryGroup& g) {
   return s;
 }
 
-std::string iso8601(std::chrono::system_clock::time_point t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 nlohmann::json to_json(const MemoryGroup& g, const Sample& s) {
   nlohmann::json pressure = nullptr;
   if (s.pressure) {
@@ -151,7 +121,7 @@ nlohmann::json to_json(const MemoryGroup& g, const Sample& s) {
   return {{"cgroup", g.cgroup},
           {"dir", g.dir},
           {"version", g.v2 ? "v2" : "v1"},
-          {"time", iso8601(s.at)},
+          {"time", format_utc(s.at)},
           {"limit_bytes", s.limit_bytes ? nlohmann::json(*s.limit_bytes) : nlohmann::json(nullptr)},
           {"memory", hostfit::to_json(s.memory)},
           {"pressure", pressure}};
@@ -232,7 +202,7 @@ int run_stat(const StatOptions& opts) {
         print_json(std::cout, to_json(*group, *s));
       }
     } else {
-      if (watching) std::cout << (first ? "" : "\n") << iso8601(s->at) << "\n";
+      if (watching) std::cout << (first ? "" : "\n") << format_utc(s->at) << "\n";
       print_table(*group, *s);
       std::cout.flush();
     }

@@ -1,5 +1,7 @@
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <ctime>
 
 #include "hostfit/core.h"
 
@@ -106,6 +108,19 @@ Result<std::chrono::microseconds> parse_duration(std::string_view text) {
   const double us = *number * us_per_unit;
   if (us > 7 * 24 * 3600e6) return bad("longer than a week");
   return std::chrono::microseconds(static_cast<int64_t>(us));
+}
+
+std::string format_utc(std::chrono::system_clock::time_point t) {
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
 }
 
 std::map<std::string, uint64_t, std::less<>> parse_keyed_numbers(std::string_view text) {

@@ -91,21 +91,18 @@ bool has_controller(const CgroupMount& m, std::string_view controller) {
   return std::find(m.controllers.begin(), m.controllers.end(), controller) != m.controllers.end();
 }
 
-// The path of a cgroup relative to a mount whose root is `root` ("/" on the host, "/docker/x"
-// when a container sees only its own subtree).
-std::string relative_to_root(const std::string& cgroup, const std::string& root) {
-  if (root.empty() || root == "/") return cgroup;
-  if (cgroup == root) return "/";
-  if (cgroup.starts_with(root + "/")) return cgroup.substr(root.size());
-  // Inside a cgroup namespace /proc/PID/cgroup is already relative to the namespace root.
-  return cgroup;
-}
-
 std::string level_dir(const std::string& mount_point, const std::string& cgroup) {
   return join_path(mount_point, cgroup);
 }
 
 }  // namespace
+
+std::string CgroupMount::relative(const std::string& cgroup) const {
+  if (root.empty() || root == "/") return cgroup;
+  if (cgroup == root) return "/";
+  if (cgroup.starts_with(root + "/")) return cgroup.substr(root.size());
+  return cgroup;
+}
 
 std::vector<std::string> cgroup_ancestors(std::string_view cgroup) {
   std::vector<std::string> chain{"/"};
@@ -235,7 +232,7 @@ CgroupFacts probe_cgroups(const Sysroot& root, const ProbeTarget& target) {
     if (it == facts.paths.end()) continue;
     ControllerPath cp;
     cp.controller = controller;
-    cp.cgroup = relative_to_root(it->second, mount->root);
+    cp.cgroup = mount->relative(it->second);
     cp.mount_point = mount->mount_point;
     cp.dir = level_dir(mount->mount_point, cp.cgroup);
     cp.v2 = mount->v2;

@@ -36,19 +36,6 @@ std::string format_seconds(double s) {
   return buf;
 }
 
-std::string iso8601(std::chrono::system_clock::time_point t) {
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
-}
-
 // "python3" -> "python3-4242"; characters a cgroup name may not hold become '-'.
 std::string default_name(const std::string& command) {
   std::string base = command.substr(command.rfind('/') + 1);
@@ -368,8 +355,8 @@ nlohmann::json to_json(const WorkloadRun& run) {
       {"forwarded_signal",
        r.forwarded_signal ? nlohmann::json(r.forwarded_signal) : nlohmann::json(nullptr)},
       {"shell_exit_code", r.shell_exit_code()},
-      {"started_at", iso8601(r.started_at)},
-      {"ended_at", iso8601(r.ended_at)},
+      {"started_at", format_utc(r.started_at)},
+      {"ended_at", format_utc(r.ended_at)},
       {"duration_s", r.duration_s()},
       {"limits",
        {{"cpus", l.cpu_quota_us ? nlohmann::json(static_cast<double>(*l.cpu_quota_us) /

@@ -46,6 +46,12 @@ TEST(TextTest, DurationsTakeAUnitOrMeanSeconds) {
   }
 }
 
+TEST(TextTest, UtcTimesAreIso8601WithMilliseconds) {
+  const auto t = std::chrono::system_clock::time_point(std::chrono::milliseconds(1795434736123));
+  EXPECT_EQ(format_utc(t), "2026-11-23T11:52:16.123Z");
+  EXPECT_EQ(format_utc(std::chrono::system_clock::time_point{}), "1970-01-01T00:00:00.000Z");
+}
+
 TEST(TextTest, SplitKeepsEmptyFieldsSplitWhitespaceDropsThem) {
   EXPECT_EQ(split("a,,b", ',').size(), 3u);
   EXPECT_EQ(split_whitespace("  a \t b\n").size(), 2u);
