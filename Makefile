@@ -22,8 +22,11 @@ build: configure
 run: build
 	$(BUILD)/src/cli/hostfit probe
 
+# The vm label boots qemu guests (tests/vm); each prints one line: shape, kernel, tests run.
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	@rm -rf $(BUILD)/vm/summary
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS); status=$$?; \
+	  cat vm/summary/* 2>/dev/null; exit $$status
 
 bench: build
 	bench/update-benchmarks
