@@ -2,6 +2,7 @@
 // overcommit (vm.overcommit_memory=2) and a lowered vm.max_map_count. hostfit pool-check and
 // SlotPool must pick a tier that really works, a forced tier that cannot be had must fail with its
 // error (never take the guest down), and plan and SlotPool must stay inside vm.max_map_count.
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 #include <cstring>
@@ -62,6 +63,24 @@ TEST_F(SmallGuest, ForcedPoolTierFailsWithItsErrorAndTheGuestStaysUp) {
   EXPECT_EQ(automatic.exit_code, 0) << automatic.err;
   EXPECT_NE(automatic.out.find("on-demand"), std::string::npos) << automatic.out;
   EXPECT_FALSE(slurp("/proc/meminfo").empty());
+}
+
+// What plan counts as address space is what mmap really gives: half of it can be reserved, twice
+// it cannot. With -cpu max the guest has 5-level paging (57-bit addresses), where an unhinted mmap
+// still stops at 128 TiB.
+TEST_F(SmallGuest, AddressSpaceBudgetIsWhatMmapReallyGives) {
+  const auto plan = hostfit_json({"plan", "--runtime", "v8"});
+  const auto& as = plan["budgets"]["address_space"];
+  ASSERT_EQ(as["state"], "known") << as.dump();
+  const uint64_t capacity = as["capacity"].get<uint64_t>();
+  const auto reserve = [](uint64_t bytes) {
+    void* p = ::mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return false;
+    ::munmap(p, bytes);
+    return true;
+  };
+  EXPECT_TRUE(reserve(capacity / 2)) << as.dump();
+  EXPECT_FALSE(reserve(capacity * 2)) << as.dump();
 }
 
 class Sysctl : public ::testing::Test {
