@@ -3,6 +3,7 @@
 // OOM, a child's OOM kill as an event, and no group left behind.
 #include <signal.h>
 
+#include <algorithm>
 #include <map>
 #include <thread>
 
@@ -168,6 +169,26 @@ TEST_F(Run, ChildOomKillIsAnEventAndTheRunGoesOn) {
   ASSERT_EQ(j["oom_events"].size(), 1u) << j.dump();
   EXPECT_EQ(j["oom_events"][0]["comm"], "vm_hog") << j.dump();
   EXPECT_TRUE(j["oom_events"][0]["pid"].is_number()) << j.dump();
+}
+
+TEST_F(Run, AKilledHostfitsGroupIsSweptByTheNextRunOnceEmpty) {
+  // hostfit SIGKILLed mid-run leaves its group with the workload in it; once the workload is gone
+  // too, the next hostfit run removes the empty group and says so in its report.
+  const std::string procs = memory_dir(name_) + "/cgroup.procs";
+  // cgroupfs files have no size, so "has a pid" is grep -q ., not test -s.
+  const std::string has_pid = "grep -q . " + procs;
+  const std::string script = std::string(HOSTFIT_BIN) + " run --name " + name_ + " -- " +
+                             VM_HOG_BIN + " 1 hold & h=$!; " + "for t in $(seq 300); do " +
+                             has_pid + " && break; sleep 0.1; done; kill -9 $h; wait $h; " +
+                             "kill -9 $(cat " + procs + "); " + "for t in $(seq 100); do " +
+                             has_pid + " || exit 0; sleep 0.1; done; exit 1";
+  const auto killed = fixtures::run_command({"sh", "-c", script});
+  ASSERT_EQ(killed.exit_code, 0) << killed.err;
+  ASSERT_TRUE(std::filesystem::exists(memory_dir(name_))) << "the killed hostfit's group is gone";
+  const auto next = hostfit({"run", "--name", name_ + "-next", "--report", report_, "--", "true"});
+  EXPECT_EQ(next.exit_code, 0) << next.err;
+  const auto swept = report()["swept"];
+  EXPECT_NE(std::find(swept.begin(), swept.end(), name_), swept.end()) << swept.dump();
 }
 
 TEST_F(Run, TheParentGoesWhenTheLastGroupDoes) {
