@@ -33,11 +33,27 @@ int main(int argc, char** argv) {
   for (size_t off = 0; off < bytes; off += page)
     pages.push_back(mem + off);
   std::vector<int> status(pages.size(), -1);
-  std::map<int, size_t> per_node;
-  if (::syscall(SYS_move_pages, 0, pages.size(), pages.data(), nullptr, status.data(), 0) == 0) {
-    for (int s : status)
-      ++per_node[s];
+  ::syscall(SYS_move_pages, 0, pages.size(), pages.data(), nullptr, status.data(), 0);
+  // Automatic NUMA balancing (on by default in Debian's kernel) unmaps pages for a while to watch
+  // who touches them; move_pages reports those as -EFAULT. Touch them again and ask once more.
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    std::vector<void*> again;
+    std::vector<size_t> index;
+    for (size_t i = 0; i < pages.size(); ++i) {
+      if (status[i] >= 0) continue;
+      static_cast<volatile char*>(pages[i])[0] = 1;
+      again.push_back(pages[i]);
+      index.push_back(i);
+    }
+    if (again.empty()) break;
+    std::vector<int> retry(again.size(), -1);
+    ::syscall(SYS_move_pages, 0, again.size(), again.data(), nullptr, retry.data(), 0);
+    for (size_t k = 0; k < again.size(); ++k)
+      status[index[k]] = retry[k];
   }
+  std::map<int, size_t> per_node;
+  for (int s : status)
+    ++per_node[s];
   std::printf("nodes");
   for (const auto& [node, count] : per_node)
     std::printf(" %d=%zu", node, count);
