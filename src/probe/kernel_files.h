@@ -53,5 +53,6 @@ inline constexpr std::string_view kV1Mems = "cpuset.mems";
 
 // Both
 inline constexpr std::string_view kPidsMax = "pids.max";
+inline constexpr std::string_view kProcs = "cgroup.procs";
 
 }  // namespace hostfit::kfile
