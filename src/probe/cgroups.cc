@@ -23,7 +23,8 @@ bool has_controller(const CgroupMount& m, std::string_view controller) {
 }
 
 bool under_sys_fs_cgroup(const CgroupMount& m) {
-  return m.mount_point == kSysFsCgroup || m.mount_point.starts_with(std::string(kSysFsCgroup) + "/");
+  return m.mount_point == kSysFsCgroup ||
+         m.mount_point.starts_with(std::string(kSysFsCgroup) + "/");
 }
 
 // Mounts of the same hierarchy carry the same controllers (a v1 controller lives in one hierarchy;
@@ -145,7 +146,8 @@ Result<std::string> find_hidden(const Sysroot& root, const CgroupMount& m, const
   const std::string what = "cgroup " + known + " lies " + std::to_string(p.hidden) +
                            " level(s) below " + m.root + " (mounted at " + m.mount_point +
                            ") under names its cgroup namespace does not show";
-  if (!pid) return fail(ErrorKind::kNotFound, what + ", and a cgroup target has no pid to find them");
+  if (!pid)
+    return fail(ErrorKind::kNotFound, what + ", and a cgroup target has no pid to find them");
   std::vector<std::string> frontier = {""};
   size_t looked = 0;
   for (int depth = 0; depth < p.hidden; ++depth) {
@@ -305,7 +307,8 @@ void probe_memory_limits(const Sysroot& root, CgroupFacts& facts) {
       facts.memory_limit_cgroup = chain[i].cgroup;
     }
     if (memory->v2) {
-      const LevelLimit h = read_level_limit(root, join_path(chain[i].dir, kfile::kV2MemoryHigh), i == 0);
+      const LevelLimit h =
+          read_level_limit(root, join_path(chain[i].dir, kfile::kV2MemoryHigh), i == 0);
       if (!h.skip && h.value) high = min_limit(high, *h.value);
     }
   }
@@ -337,8 +340,9 @@ void probe_pids_limit(const Sysroot& root, CgroupFacts& facts) {
   const ControllerPath* pids = facts.find("pids");
   if (!pids) {
     const auto it = facts.unknown_controllers.find("pids");
-    facts.pids_max = Fact<Limit>::unknown(
-        "", it != facts.unknown_controllers.end() ? it->second : "no pids cgroup controller is mounted");
+    facts.pids_max = Fact<Limit>::unknown("", it != facts.unknown_controllers.end()
+                                                  ? it->second
+                                                  : "no pids cgroup controller is mounted");
     return;
   }
   Limit limit = Limit::unlimited();
@@ -348,7 +352,8 @@ void probe_pids_limit(const Sysroot& root, CgroupFacts& facts) {
     const std::string file = join_path(chain[i].dir, kfile::kPidsMax);
     const LevelLimit level = read_level_limit(root, file, i == 0);
     if (level.skip || !level.value) continue;
-    if (!level.value->is_unlimited() && (limit.is_unlimited() || *level.value->value < *limit.value)) {
+    if (!level.value->is_unlimited() &&
+        (limit.is_unlimited() || *level.value->value < *limit.value)) {
       limit = *level.value;
       source = file;
     }
@@ -464,8 +469,9 @@ Status check_cgroup_target(const Sysroot& root, const HostFacts& facts) {
     if (seen.insert(m.mount_point).second) looked += (looked.empty() ? "" : ", ") + m.mount_point;
   }
   if (looked.empty()) {
-    return fail(ErrorKind::kNotFound,
-                "no cgroup " + path + ": no cgroup hierarchy is mounted (read " + cg.mode_source + ")");
+    return fail(
+        ErrorKind::kNotFound,
+        "no cgroup " + path + ": no cgroup hierarchy is mounted (read " + cg.mode_source + ")");
   }
   return fail(ErrorKind::kNotFound,
               "no cgroup " + path + " in any mounted hierarchy (looked in " + looked + ")");

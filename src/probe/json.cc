@@ -169,12 +169,10 @@ json to_json(const HostFacts& facts, bool explain) {
   w.slot("cgroup.controllers") = std::move(controllers);
   json mounts = json::array();
   for (const auto& m : cg.mounts) {
-    json j = {{"mount_point", m.mount_point},
-              {"root", m.root},
-              {"version", m.v2 ? "v2" : "v1"},
-              {"controllers", m.controllers},
-              {"primary", m.primary},
-              {"target", m.target ? json(*m.target) : json(nullptr)}};
+    json j = {
+        {"mount_point", m.mount_point},  {"root", m.root},
+        {"version", m.v2 ? "v2" : "v1"}, {"controllers", m.controllers},
+        {"primary", m.primary},          {"target", m.target ? json(*m.target) : json(nullptr)}};
     if (!m.target) j["target_unknown"] = m.target_unknown_reason;
     mounts.push_back(std::move(j));
   }

@@ -90,7 +90,8 @@ std::string unescape_mount_field(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
-    // The kernel escapes space, tab, newline and backslash as \ooo (mangle() in fs/proc_namespace.c).
+    // The kernel escapes space, tab, newline and backslash as \ooo (mangle() in
+    // fs/proc_namespace.c).
     if (s[i] == '\\' && i + 3 < s.size() && is_octal(s[i + 1]) && is_octal(s[i + 2]) &&
         is_octal(s[i + 3])) {
       const int value = (s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0');
@@ -155,20 +156,22 @@ Placement place_below(std::string_view mount_root, std::string_view cgroup) {
     return out;
   }
   if (!root) {
-    out.why = "the mount's root '" + std::string(mount_root.substr(0, 200)) +
-              "' is not a cgroup path";
+    out.why =
+        "the mount's root '" + std::string(mount_root.substr(0, 200)) + "' is not a cgroup path";
     return out;
   }
   const std::string shown = to_string(*path);
   const std::string mounted = to_string(*root);
   if (root->up == path->up) {
     if (!starts_with(path->down, root->down)) {
-      out.why = "cgroup " + shown + " is outside " + mounted + ", the part of the hierarchy mounted";
+      out.why =
+          "cgroup " + shown + " is outside " + mounted + ", the part of the hierarchy mounted";
       return out;
     }
     out.below.assign(path->down.begin() + static_cast<long>(root->down.size()), path->down.end());
   } else if (root->up < path->up) {
-    out.why = "cgroup " + shown + " climbs above " + mounted + ", the part of the hierarchy mounted";
+    out.why =
+        "cgroup " + shown + " climbs above " + mounted + ", the part of the hierarchy mounted";
     return out;
   } else if (!root->down.empty()) {
     out.why = "cgroup " + shown + " is outside " + mounted + ", the part of the hierarchy mounted";
@@ -186,10 +189,10 @@ Result<std::string> CgroupMount::locate(std::string_view cgroup) const {
   const Placement p = place_below(root, cgroup);
   if (!p.visible) return fail(ErrorKind::kNotFound, p.why + " at " + mount_point);
   if (p.hidden > 0) {
-    return fail(ErrorKind::kNotFound,
-                "cgroup " + std::string(cgroup) + " lies " + std::to_string(p.hidden) +
-                    " level(s) below " + root + " (mounted at " + mount_point +
-                    ") under names its cgroup namespace does not show");
+    return fail(ErrorKind::kNotFound, "cgroup " + std::string(cgroup) + " lies " +
+                                          std::to_string(p.hidden) + " level(s) below " + root +
+                                          " (mounted at " + mount_point +
+                                          ") under names its cgroup namespace does not show");
   }
   return to_string(NsPath{0, p.below});
 }
