@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
@@ -241,6 +242,18 @@ struct HostFacts {
 
 // Probes everything. Never fails as a whole: unreadable parts are unknown with their reason.
 HostFacts probe_host(const Sysroot& root, const ProbeTarget& target);
+
+// `hostfit probe --capture DIR`: after probing through `root` with recording on
+// (Sysroot::start_recording), writes every file the probe read, and the sysfs files hwloc reads
+// for the topology, under dir (new or empty), so that a probe with --sysroot dir gives the same
+// answer. Nothing outside that read set; at most 20000 files and 64 MiB (kResource beyond, and
+// nothing is left behind).
+struct CaptureSummary {
+  std::string dir;
+  size_t files = 0;
+  uint64_t bytes = 0;
+};
+Result<CaptureSummary> write_capture(const Sysroot& root, const std::filesystem::path& dir);
 
 // For a cgroup target: kNotFound unless the cgroup exists in at least one mounted hierarchy (the
 // message lists the hierarchies looked in). Other targets: ok.
