@@ -21,6 +21,15 @@ json comparable(json j) {
   return j;
 }
 
+// Reasons for unknown facts name the file read, under the root read: the replay's root is put
+// back to the original's.
+json with_root(const std::string& text, const std::string& from, const std::string& to) {
+  std::string out = text;
+  for (size_t at = out.find(from); at != std::string::npos; at = out.find(from, at + to.size()))
+    out.replace(at, from.size(), to);
+  return json::parse(out);
+}
+
 // Probes `args` with --capture, then the capture, and expects the same JSON.
 void expect_round_trip(std::vector<std::string> args) {
   fixtures::TempDir work;
@@ -33,16 +42,18 @@ void expect_round_trip(std::vector<std::string> args) {
   EXPECT_GT(ja["capture"]["files"].get<int>(), 10);
   // The replay reads the capture instead of the original root, with the same target.
   std::vector<std::string> second = {HOSTFIT_BIN, "probe", "-o", "json", "--sysroot", capture};
+  std::string original;
   for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--sysroot") {
-      ++i;
+    if (args[i] == "--sysroot" && i + 1 < args.size()) {
+      original = args[++i];
       continue;
     }
     second.push_back(args[i]);
   }
   const auto b = run_command(second);
   ASSERT_EQ(b.exit_code, 0) << b.err;
-  const json diff = json::diff(comparable(ja), comparable(json::parse(b.out)));
+  const json diff =
+      json::diff(comparable(ja), comparable(with_root(b.out, capture, original)));
   EXPECT_TRUE(diff.empty()) << diff.dump(2);
 }
 
