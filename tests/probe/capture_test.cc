@@ -52,8 +52,7 @@ void expect_round_trip(std::vector<std::string> args) {
   }
   const auto b = run_command(second);
   ASSERT_EQ(b.exit_code, 0) << b.err;
-  const json diff =
-      json::diff(comparable(ja), comparable(with_root(b.out, capture, original)));
+  const json diff = json::diff(comparable(ja), comparable(with_root(b.out, capture, original)));
   EXPECT_TRUE(diff.empty()) << diff.dump(2);
 }
 
