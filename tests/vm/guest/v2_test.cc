@@ -147,11 +147,8 @@ class V2Namespace : public ::testing::Test {
 // As Docker and containerd do on cgroup v2: the container's limits on its cgroup, a private cgroup
 // namespace, and cgroup2 mounted afresh at /sys/fs/cgroup, so the limits sit at the mount root and
 // /proc/self/cgroup says 0::/.
-// DISABLED until issue 10 (the probe inside containers) is merged: today's probe skips the mount
-// root's limits and reports 2 CPUs and no memory limit here, which is issue 10's bug on a real
-// kernel. The expected answer is issue 10's: cpu.effective 1.5, memory.limit_bytes 268435456.
-// To enable: drop the DISABLED_ prefix.
-TEST_F(V2Namespace, DISABLED_ProbeInAPrivateNamespaceReportsTheContainersLimits) {
+// Before the probe read the mount root as a level, it reported 2 CPUs and no memory limit here.
+TEST_F(V2Namespace, ProbeInAPrivateNamespaceReportsTheContainersLimits) {
   ScratchGroup ctr("ctr-" + test_name());
   std::ofstream(ctr.dir() + "/cpu.max") << "150000 100000";
   std::ofstream(ctr.dir() + "/memory.max") << "268435456";
