@@ -165,7 +165,7 @@ int run(const RunOptions& o) {
   auto run = run_workload(root, self, *request, hooks);
   if (!run) return report(run.error());
   name = run->group.name;
-  if (cache) cache->stop();
+  if (cache) (void)cache->stop();
   std::cerr << "hostfit: " << verdict_line(*run) << "\n";
   if (cache && cache->stats().samples > 0)
     std::cerr << "hostfit: " << cache_line(name, *cache) << "\n";
