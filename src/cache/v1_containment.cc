@@ -91,7 +91,7 @@ class V1Containment : public Containment {
     const uint64_t floor =
         page_round_up(minus(now.usage_bytes, clean_cache(now)) + options_.margin_bytes);
     const uint64_t target = std::max(page_round_down(minus(now.usage_bytes, want_bytes)), floor);
-    const auto original = parse_u64(limit_text_);
+    const auto original = parse_u64(trim(limit_text_));
     if (original && *original < kUnlimitedThreshold && *original <= target) return false;
 
     const std::string limit_file = join_path(dir_, cgfile::kV1MemoryLimit);
@@ -151,7 +151,8 @@ class V1Containment : public Containment {
       restored = root_.write(limit_file, limit_text_);
     }
     if (!restored) {
-      return fail(restored.error().wrap("cannot restore memory.limit_in_bytes to " + limit_text_ +
+      return fail(restored.error().wrap("cannot restore memory.limit_in_bytes to " +
+                                        std::string(trim(limit_text_)) +
                                         " after reclaim (retried on the next sample)"));
     }
     lowered_ = false;
@@ -177,9 +178,10 @@ Result<std::unique_ptr<Containment>> open_v1_containment(const Sysroot& root,
   // The limit every lowering is undone to, read once: a lowered value read back later (after a
   // failed restore) must never become the new "original".
   const std::string limit_file = join_path(memory_dir, cgfile::kV1MemoryLimit);
-  auto text = root.read_value(limit_file);
+  // Kept as read, newline and all, so the restore writes back exactly what was there.
+  auto text = root.read(limit_file);
   if (!text) return fail(text.error().wrap("--cache-limit needs memory.limit_in_bytes"));
-  if (auto limit = parse_kernel_limit(*text); !limit)
+  if (auto limit = parse_kernel_limit(trim(*text)); !limit)
     return fail(limit.error().wrap("--cache-limit needs memory.limit_in_bytes"));
   const std::string usage = root.path(join_path(memory_dir, cgfile::kV1MemoryUsage)).string();
   Fd usage_fd(::open(usage.c_str(), O_RDONLY | O_CLOEXEC));

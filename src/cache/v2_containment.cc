@@ -15,8 +15,12 @@ namespace {
 class V2Containment : public Containment {
  public:
   V2Containment(const Sysroot& root, std::string dir, std::string high_text, int inotify_fd)
-      : root_(root), dir_(std::move(dir)), high_text_(std::move(high_text)), fd_(inotify_fd) {
-    const auto limit = parse_kernel_limit(high_text_);
+      : root_(root),
+        dir_(std::move(dir)),
+        high_text_(std::move(high_text)),
+        written_(high_text_),
+        fd_(inotify_fd) {
+    const auto limit = parse_kernel_limit(trim(high_text_));
     if (limit && !limit->is_unlimited()) own_high_ = *limit->value;
   }
   ~V2Containment() override {
@@ -74,7 +78,7 @@ class V2Containment : public Containment {
   std::string dir_;
   std::string high_text_;  // memory.high exactly as read at open ("max" or bytes)
   std::optional<uint64_t> own_high_;
-  std::string written_;  // what hold() last wrote
+  std::string written_;  // what memory.high holds now, as far as hold() knows
   bool changed_ = false;
   int fd_;
 };
@@ -91,8 +95,11 @@ Result<std::unique_ptr<Containment>> open_v2_containment(const Sysroot& root,
                                                root.path(memory_dir).string() + " does not have");
     }
   }
-  auto high = root.read_value(join_path(memory_dir, cgfile::kV2MemoryHigh));
+  // Kept as read, newline and all, so the restore writes back exactly what was there.
+  auto high = root.read(join_path(memory_dir, cgfile::kV2MemoryHigh));
   if (!high) return fail(high.error().wrap("--cache-limit needs memory.high"));
+  if (auto limit = parse_kernel_limit(trim(*high)); !limit)
+    return fail(limit.error().wrap("--cache-limit needs memory.high"));
   // The kernel notifies a change of any memory.events counter, "high" among them, as IN_MODIFY.
   const std::string events = root.path(join_path(memory_dir, cgfile::kV2MemoryEvents)).string();
   const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);

@@ -49,16 +49,50 @@ TEST_F(GeneratedV2Group, WithoutMemoryReclaimALimitIsUnsupported) {
   EXPECT_TRUE(CacheController::open(root_, {kDir, true, {}, {}}, {}));
 }
 
-TEST_F(GeneratedV2Group, AsksMemoryReclaimForExactlyTheCleanExcess) {
+TEST_F(GeneratedV2Group, AsksMemoryReclaimForTheCleanExcessAndHoldsMemoryHigh) {
   ASSERT_TRUE(root_.write(kDir + "/memory.reclaim", ""));
+  ASSERT_TRUE(root_.write(kDir + "/memory.max", std::to_string(1024 * kMiB)));
   set_stat(300 * kMiB, 100 * kMiB, 50 * kMiB);
   auto c = CacheController::open(root_, {kDir, true, {}, {}}, {.limit_bytes = 64 * kMiB});
   ASSERT_TRUE(c) << c.error().message;
   ASSERT_TRUE((*c)->tick());
-  // reclaimable 200 MiB, 136 over budget, of which 150 MiB is clean: ask for 136 MiB.
-  EXPECT_EQ(*root_.read_value(kDir + "/memory.reclaim"), std::to_string(136 * kMiB));
+  // reclaimable 200 MiB; reclaim goes 8 MiB under the 64 MiB budget, so 144 MiB over it, all of
+  // it within the 150 MiB of clean cache.
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.reclaim"), std::to_string(144 * kMiB));
   EXPECT_EQ((*c)->stats().reclaims, 1u);
-  EXPECT_EQ((*c)->stats().method, "memory.reclaim");
+  EXPECT_EQ((*c)->stats().method, "memory.high");
+  // memory.high: usage 512 MiB - 150 MiB of clean cache + the 64 MiB budget; memory.max alone.
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.high"), std::to_string(426 * kMiB));
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.max"), std::to_string(1024 * kMiB));
+}
+
+TEST_F(GeneratedV2Group, MemoryHighFollowsAnonGrowthAndIsRestoredByteForByte) {
+  ASSERT_TRUE(root_.write(kDir + "/memory.reclaim", ""));
+  ASSERT_TRUE(root_.write(kDir + "/memory.high", "max\n"));
+  set_stat(32 * kMiB, 0);
+  auto c = CacheController::open(root_, {kDir, true, {}, {}}, {.limit_bytes = 64 * kMiB});
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_TRUE((*c)->tick());
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.high"), std::to_string((480 + 64) * kMiB));
+  // 200 MiB more of other memory: memory.high rises with it.
+  ASSERT_TRUE(root_.write(kDir + "/memory.current", std::to_string(712 * kMiB)));
+  ASSERT_TRUE((*c)->tick());
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.high"), std::to_string((680 + 64) * kMiB));
+  EXPECT_EQ((*c)->stats().holds, 2u);
+  EXPECT_EQ((*c)->stats().reclaims, 0u);
+  ASSERT_TRUE((*c)->stop());
+  EXPECT_EQ(*root_.read("/sys/fs/cgroup/w/memory.high"), "max\n");
+}
+
+TEST_F(GeneratedV2Group, TheGroupsOwnMemoryHighIsNeverRaised) {
+  ASSERT_TRUE(root_.write(kDir + "/memory.reclaim", ""));
+  ASSERT_TRUE(root_.write(kDir + "/memory.high", std::to_string(300 * kMiB)));
+  set_stat(32 * kMiB, 0);
+  auto c = CacheController::open(root_, {kDir, true, {}, {}}, {.limit_bytes = 64 * kMiB});
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_TRUE((*c)->tick());
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.high"), std::to_string(300 * kMiB));
+  EXPECT_EQ((*c)->stats().holds, 0u);
 }
 
 TEST_F(GeneratedV2Group, ShmemOverBudgetIsNeverReclaimed) {
