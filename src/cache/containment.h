@@ -3,6 +3,7 @@
 // kernel and undoes what it changed.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -57,6 +58,13 @@ inline uint64_t page_round_up(uint64_t bytes) {
 }
 inline uint64_t page_round_down(uint64_t bytes) {
   return bytes / 4096 * 4096;
+}
+// The clean cache a lowered v1 limit always leaves: options.margin_bytes, but at most half a
+// budget (above 0), so reclaim can reach below the budget and the threshold is not re-crossed
+// at once.
+inline uint64_t v1_margin(const CacheLimitOptions& options) {
+  const uint64_t budget = options.limit_bytes.value_or(0);
+  return budget == 0 ? options.margin_bytes : std::min(options.margin_bytes, budget / 2);
 }
 // Clean page cache: reclaimable file pages that need no writeback to be dropped.
 inline uint64_t clean_cache(const MemoryBreakdown& m) {

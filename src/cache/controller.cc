@@ -23,7 +23,7 @@ using cache_internal::minus;
 // A reclaim the kernel could not do (v1 EBUSY, v2 EAGAIN) makes the next one wait 2^level
 // intervals, up to 2^kMaxBackoffLevel: pages that cannot be dropped are not worth hammering the
 // kernel for.
-constexpr int kMaxBackoffLevel = 4;
+constexpr int kMaxBackoffLevel = 1;
 // Under memory pressure the controller waits this many intervals before reclaiming again.
 constexpr int kPressureBackoffIntervals = 4;
 // Reclaim goes this far under the budget (a quarter of it, at most 8 MiB), so a reader at full
@@ -195,8 +195,8 @@ Result<MemoryBreakdown> CacheController::tick() {
     const uint64_t keep = budget - std::min(budget / 4, kMaxHysteresisBytes);
     // v1 never lowers the limit into the last margin of clean cache: asking for it would only
     // look like a reclaim that did not help.
-    const uint64_t room =
-        group_.v2 ? clean_cache(*now) : minus(clean_cache(*now), options_.margin_bytes);
+    const uint64_t room = group_.v2 ? clean_cache(*now)
+                                    : minus(clean_cache(*now), cache_internal::v1_margin(options_));
     const uint64_t want = std::min(now->reclaimable_file_bytes - keep, room);
     if (want > 0) {
       reclaim(*now, want);

@@ -89,7 +89,7 @@ class V1Containment : public Containment {
     // Everything but clean cache stays, plus a margin of clean cache, so any allocation of the
     // workload while the limit is low can be met by dropping cache.
     const uint64_t floor =
-        page_round_up(minus(now.usage_bytes, clean_cache(now)) + options_.margin_bytes);
+        page_round_up(minus(now.usage_bytes, clean_cache(now)) + v1_margin(options_));
     const uint64_t target = std::max(page_round_down(minus(now.usage_bytes, want_bytes)), floor);
     const auto original = parse_u64(trim(limit_text_));
     if (original && *original < kUnlimitedThreshold && *original <= target) return false;
