@@ -1,6 +1,6 @@
 // hostfit cache: page cache that is not a leak. Tell a workload's working set from the file cache
-// the kernel charged to its cgroup, keep that cache under a budget, and stream files without
-// leaving cache behind.
+// the kernel charged to its cgroup, have the kernel keep that cache under a budget (for any
+// cgroup), and stream files without leaving cache behind.
 //
 //   hostfit::Sysroot root("/");
 //   auto m = hostfit::read_breakdown(root, "/sys/fs/cgroup/memory/hostfit/mirror", /*v2=*/false);
@@ -121,8 +121,9 @@ struct CacheLimitOptions {
   // nullopt: account and record peaks only.
   std::optional<uint64_t> limit_bytes{};
   std::chrono::milliseconds interval{50};  // between samples (the kernel wakes it in between)
-  // v1: a lowered memory.limit_in_bytes always leaves this much clean cache to reclaim, above
-  // anonymous + shmem + kernel + dirty memory, so the workload's own allocations never OOM.
+  // v1: a lowered memory.limit_in_bytes always leaves this much clean cache to reclaim (at most
+  // half the budget, when the budget is above 0), above anonymous + shmem + kernel + dirty
+  // memory, so an allocation that meets the briefly lowered limit is met by dropping cache.
   uint64_t margin_bytes = uint64_t{16} << 20;
   uint64_t step_bytes = uint64_t{64} << 20;  // v1: most the limit is lowered in one write
   double pressure_backoff_pct = 10;  // the group's own PSI "some avg10" at which reclaim waits
