@@ -1,6 +1,8 @@
 // The cache-limit controller: sample memory.stat, arm the kernel so the group's page cache stays
 // under a budget, reclaim what is over it, and never take memory the workload needs.
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -30,7 +32,8 @@ constexpr int kPressureBackoffIntervals = 4;
 // Reclaim goes this far under the budget (a quarter of it, at most 8 MiB), so a reader at full
 // speed wakes the controller once per few MiB rather than once per page.
 constexpr uint64_t kMaxHysteresisBytes = uint64_t{8} << 20;
-// The controller thread's nice value when it may raise its own priority.
+// The controller thread's priority: SCHED_FIFO 1 where allowed, else this nice value.
+constexpr int kRealTimePriority = 1;
 constexpr int kNice = -10;
 // Samples in a row when usage is already above a freshly armed ceiling.
 constexpr int kMaxCatchUps = 4;
@@ -47,6 +50,27 @@ bool has_dot_dot(std::string_view path) {
   }
   return false;
 }
+
+// Raises the calling thread's scheduling priority for its lifetime, when it may.
+class RealTime {
+ public:
+  explicit RealTime(bool wanted) {
+    if (!wanted) return;
+    const sched_param rt{.sched_priority = kRealTimePriority};
+    raised_ = ::pthread_setschedparam(::pthread_self(), SCHED_FIFO, &rt) == 0;
+    if (!raised_) (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kNice);
+  }
+  ~RealTime() {
+    if (!raised_) return;
+    const sched_param normal{.sched_priority = 0};
+    (void)::pthread_setschedparam(::pthread_self(), SCHED_OTHER, &normal);
+  }
+  RealTime(const RealTime&) = delete;
+  RealTime& operator=(const RealTime&) = delete;
+
+ private:
+  bool raised_ = false;
+};
 
 }  // namespace
 
@@ -242,9 +266,10 @@ void CacheController::reclaim(const MemoryBreakdown& now, uint64_t want_bytes) {
 }
 
 void CacheController::run(int stop_fd) {
-  // How fast this thread runs after the kernel wakes it is the bound's slack on v1, and it
-  // sleeps nearly always: ask for a higher weight (root only; refused quietly otherwise).
-  if (containment_) (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kNice);
+  // How soon this thread runs after the kernel wakes it is the bound's slack on v1, and it
+  // sleeps nearly always, doing a bounded amount of work per wake-up: it asks for the lowest
+  // real-time priority (root only; the kernel's RT throttling still caps it), else nice -10.
+  const RealTime real_time(containment_ != nullptr);
   const uint64_t cpu_start = thread_cpu_us();
   auto next_sample = Clock::now();
   for (;;) {
