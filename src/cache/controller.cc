@@ -131,20 +131,24 @@ Result<CacheGroup> cache_group_at(const Sysroot& root, const CgroupFacts& facts,
   const CgroupMount* unified = nullptr;
   for (const auto& m : facts.mounts) {
     if (m.mount_point == memory->mount_point) mount = &m;
-    if (m.v2) unified = &m;
+    if (m.v2 && (m.primary || unified == nullptr)) unified = &m;
   }
+  if (mount == nullptr) return fail(ErrorKind::kInternal, "no mount for " + memory->mount_point);
   const std::string path(cgroup);
-  CacheGroup g{
-      join_path(memory->mount_point, mount ? mount->relative(path) : path), memory->v2, {}, path};
+  auto below = mount->locate(path);
+  if (!below) return fail(below.error());
+  CacheGroup g{join_path(memory->mount_point, *below), memory->v2, {}, path};
   if (!root.is_dir(g.memory_dir)) {
     return fail(ErrorKind::kNotFound,
                 "no memory cgroup " + path + " (" + root.path(g.memory_dir).string() + ")");
   }
   // PSI lives in the unified hierarchy: the group itself on v2, its twin there on hybrid hosts.
   if (unified != nullptr) {
-    const std::string file = join_path(join_path(unified->mount_point, unified->relative(path)),
-                                       cachefile::kMemoryPressure);
-    if (root.exists(file)) g.pressure_file = file;
+    if (auto twin = unified->locate(path)) {
+      const std::string file =
+          join_path(join_path(unified->mount_point, *twin), cachefile::kMemoryPressure);
+      if (root.exists(file)) g.pressure_file = file;
+    }
   }
   return g;
 }
