@@ -1,6 +1,6 @@
 // hostfit cache: page cache that is not a leak. Tell a workload's working set from the file cache
-// the kernel charged to its cgroup, keep that cache under a budget, and stream files without
-// leaving cache behind.
+// the kernel charged to its cgroup, have the kernel keep that cache under a budget (for any
+// cgroup), and stream files without leaving cache behind.
 //
 //   hostfit::Sysroot root("/");
 //   auto m = hostfit::read_breakdown(root, "/sys/fs/cgroup/memory/hostfit/mirror", /*v2=*/false);
@@ -27,6 +27,10 @@
 #include "hostfit/probe.h"
 
 namespace hostfit {
+
+namespace cache_internal {
+class Containment;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Accounting
@@ -88,11 +92,14 @@ Result<MemoryPressure> read_pressure(const Sysroot& root, std::string_view press
 // ---------------------------------------------------------------------------------------------
 // Keeping a workload's page cache under a budget
 
-// Where one workload's memory files are.
+// Where one group's memory files are.
 struct CacheGroup {
   std::string memory_dir;  // target path of its memory cgroup, "/sys/fs/cgroup/memory/a/hostfit/x"
   bool v2 = false;
-  std::string pressure_file;  // its memory.pressure (PSI), "" when none: the host's is used
+  // Its own memory.pressure (PSI): the group on v2, its twin in the unified tree on hybrid hosts;
+  // "" when the kernel keeps none for it.
+  std::string pressure_file;
+  std::string cgroup;  // its path inside the hierarchy, "/a/hostfit/x" ("" when not known)
 };
 // Whether --cache-limit can work for groups made under the memory cgroup that `facts` (from
 // probe_cgroups of hostfit itself) describe: kUnsupported without a memory controller, or on v2
@@ -102,49 +109,68 @@ Status check_cache_limit_support(const Sysroot& root, const CgroupFacts& facts);
 // exists (v2, or the group's twin in the unified tree of a hybrid host). kUnsupported when no
 // hierarchy of the group carries the memory controller.
 Result<CacheGroup> cache_group_of(const Sysroot& root, const Cgroup& group);
+// Any memory cgroup by its path inside the hierarchy ("/system.slice/registry.service", as in
+// /proc/PID/cgroup), on the mounts `facts` describe (probe_cgroups of hostfit itself). kUsage for
+// a path that does not start with '/' or has a ".." part, kUnsupported without a memory
+// controller, kNotFound when the group does not exist.
+Result<CacheGroup> cache_group_at(const Sysroot& root, const CgroupFacts& facts,
+                                  std::string_view cgroup);
 
 struct CacheLimitOptions {
   // Budget for reclaimable page cache (file - shmem; tmpfs is never counted or reclaimed).
   // nullopt: account and record peaks only.
   std::optional<uint64_t> limit_bytes{};
-  std::chrono::milliseconds interval{50};  // between samples; reclaim at most once per sample
-  // v1: a lowered memory.limit_in_bytes always leaves this much clean cache to reclaim, above
-  // anonymous + shmem + kernel + dirty memory, so the workload's own allocations never OOM.
+  std::chrono::milliseconds interval{50};  // between samples (the kernel wakes it in between)
+  // v1: a lowered memory.limit_in_bytes always leaves this much clean cache to reclaim (at most
+  // half the budget, when the budget is above 0), above anonymous + shmem + kernel + dirty
+  // memory, so an allocation that meets the briefly lowered limit is met by dropping cache.
   uint64_t margin_bytes = uint64_t{16} << 20;
   uint64_t step_bytes = uint64_t{64} << 20;  // v1: most the limit is lowered in one write
-  double pressure_backoff_pct = 10;          // PSI "some avg10" at or above which reclaim waits
+  double pressure_backoff_pct = 10;  // the group's own PSI "some avg10" at which reclaim waits
 };
 
 struct CacheLimiterStats {
   uint64_t samples = 0;
-  uint64_t reclaims = 0;              // reclaim operations (v1: limit steps; v2: reclaim writes)
+  uint64_t events = 0;                // wake-ups by the kernel (v1 thresholds, v2 memory.events)
+  uint64_t reclaims = 0;              // v1: limit steps; v2: memory.reclaim writes
   uint64_t reclaimed_bytes = 0;       // fall of reclaimable cache across those operations
+  uint64_t holds = 0;                 // v1: thresholds armed; v2: memory.high writes
   uint64_t pressure_backoffs = 0;     // samples over budget left alone because of PSI
   uint64_t ineffective_backoffs = 0;  // reclaims that freed under 1/8 of the ask (waits longer)
+  uint64_t cpu_us = 0;                // CPU time of the controller's loop (user + system)
   uint64_t errors = 0;
-  std::string method;      // "memory.reclaim" or "memory.limit_in_bytes"
+  std::string method;      // "memory.high" (v2) or "memory.limit_in_bytes" (v1)
   std::string last_error;  // "" when none
 };
 
-// Keeps a group's reclaimable page cache under options.limit_bytes by targeted reclaim: v2
-// memory.reclaim; v1 memory.limit_in_bytes lowered step-wise toward usage - excess (never below
-// anon + shmem + kernel + dirty + margin) and restored to its value at open() after every step.
-// Records peaks of every breakdown field. Not thread-safe; start() runs it on
-// a thread of its own, after which only stop() may be called until it returns.
+// Holds a group's reclaimable page cache under options.limit_bytes with the kernel's help, and
+// records the peaks of every breakdown field. v2: memory.high held at the group's other memory
+// + the budget (raised as that grows, when memory.events says the group met it), memory.reclaim
+// for any excess. v1: memory usage thresholds at other memory + the budget wake the controller
+// the moment cache crosses it, and it reclaims by lowering memory.limit_in_bytes for one write
+// (never below other memory + margin) and restoring it. Every limit it changed is restored to
+// the exact text read at open() when it stops. Not thread-safe: after start() only stop() may
+// be called until it returns.
 class CacheController {
  public:
   // kUnsupported when a limit is asked of a v2 kernel without memory.reclaim (before 5.19).
   static Result<std::unique_ptr<CacheController>> open(const Sysroot& root, CacheGroup group,
                                                        CacheLimitOptions options);
-  ~CacheController();  // stops the thread
+  ~CacheController();  // stops and restores
 
-  // Samples the group once and reclaims the excess when over budget and allowed. Errors are
-  // those of reading the group (kNotFound once it is gone); reclaim failures are in stats().
+  // Samples the group once, reclaims the excess when over budget and allowed, and re-arms the
+  // kernel. Errors are those of reading the group (kNotFound once it is gone); reclaim failures
+  // are in stats().
   Result<MemoryBreakdown> tick();
-  // Ticks every interval on a thread until stop() or until the group is gone. The thread
-  // inherits the caller's signal mask (start it where signals are blocked).
+  // Samples every interval and whenever the kernel reports a crossing, in the calling thread,
+  // until `stop_fd` becomes readable or the group is gone; then restores. Counts its CPU time.
+  void run(int stop_fd);
+  // run() on a thread of its own, stopped by stop(). The thread inherits the caller's signal
+  // mask (start it where signals are blocked).
   void start();
-  void stop();
+  // Stops the thread (if any) and restores every limit changed; the error names what could not
+  // be restored (it is also in stats().last_error).
+  Status stop();
 
   const CacheGroup& group() const { return group_; }
   const CacheLimitOptions& options() const { return options_; }
@@ -154,9 +180,10 @@ class CacheController {
 
  private:
   CacheController(const Sysroot& root, CacheGroup group, CacheLimitOptions options);
+  Result<MemoryBreakdown> sample();
+  bool reclaim_allowed();
   void reclaim(const MemoryBreakdown& now, uint64_t want_bytes);
-  Status reclaim_v1_limit(const MemoryBreakdown& now, uint64_t want_bytes);
-  Status restore_v1_limit();
+  Status restore();
 
   Sysroot root_;
   CacheGroup group_;
@@ -164,8 +191,8 @@ class CacheController {
   MemoryBreakdown peaks_;
   std::optional<MemoryBreakdown> last_;
   CacheLimiterStats stats_;
-  std::string v1_limit_;     // v1: memory.limit_in_bytes as it was at open(), "-1" for none
-  bool v1_lowered_ = false;  // v1: a restore failed; retried before anything else
+  std::unique_ptr<cache_internal::Containment> containment_;  // null without a limit
+  bool over_ceiling_ = false;  // the last tick() found usage above the ceiling it armed
   int backoff_level_ = 0;
   std::chrono::steady_clock::time_point next_reclaim_{};
   struct Runner;
@@ -173,8 +200,8 @@ class CacheController {
 };
 
 // Keys: limit_bytes, interval_ms, method, peak (a breakdown), last (a breakdown or null),
-// samples, reclaims, reclaimed_bytes, pressure_backoffs, ineffective_backoffs, errors,
-// last_error (docs/cache.md).
+// samples, events, reclaims, reclaimed_bytes, holds, pressure_backoffs, ineffective_backoffs,
+// cpu_ms, errors, last_error (docs/cache.md).
 nlohmann::json to_json(const CacheController& controller);
 
 // ---------------------------------------------------------------------------------------------

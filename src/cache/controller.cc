@@ -1,11 +1,18 @@
-// The cache-limit controller: sample memory.stat, reclaim reclaimable page cache above a budget,
-// and never take memory the workload needs.
-#include <condition_variable>
-#include <mutex>
+// The cache-limit controller: sample memory.stat, arm the kernel so the group's page cache stays
+// under a budget, reclaim what is over it, and never take memory the workload needs.
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "cache_files.h"
+#include "containment.h"
 #include "hostfit/cache.h"
 #include "hostfit/probe.h"
 
@@ -13,35 +20,62 @@ namespace hostfit {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using cache_internal::clean_cache;
+using cache_internal::minus;
 
-// A reclaim that frees less than 1/kIneffectiveDivisor of its ask makes the next one wait
-// 2^level intervals, up to 2^kMaxBackoffLevel: dirty pages, a workload refilling as fast as we
-// drop, or tmpfs growth are not worth hammering the kernel for.
-constexpr uint64_t kIneffectiveDivisor = 8;
-constexpr int kMaxBackoffLevel = 4;
-// Under memory pressure the controller waits this many intervals before looking again.
+// A reclaim the kernel could not do (v1 EBUSY, v2 EAGAIN) makes the next one wait 2^level
+// intervals, up to 2^kMaxBackoffLevel: pages that cannot be dropped are not worth hammering the
+// kernel for.
+constexpr int kMaxBackoffLevel = 1;
+// Under memory pressure the controller waits this many intervals before reclaiming again.
 constexpr int kPressureBackoffIntervals = 4;
-// A v1 limit that could not be restored is retried this often before giving up loudly.
-constexpr int kRestoreAttempts = 5;
+// Reclaim goes this far under the budget (a quarter of it, at most 8 MiB), so a reader at full
+// speed wakes the controller once per few MiB rather than once per page.
+constexpr uint64_t kMaxHysteresisBytes = uint64_t{8} << 20;
+// The controller thread's priority: SCHED_FIFO 1 where allowed, else this nice value.
+constexpr int kRealTimePriority = 1;
+constexpr int kNice = -10;
+// Samples in a row when usage is already above a freshly armed ceiling.
+constexpr int kMaxCatchUps = 4;
 
-uint64_t minus(uint64_t a, uint64_t b) {
-  return a > b ? a - b : 0;
+uint64_t thread_cpu_us() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
 }
 
-uint64_t page_round_up(uint64_t bytes) {
-  return (bytes + 4095) / 4096 * 4096;
+bool has_dot_dot(std::string_view path) {
+  for (std::string_view part : split(path, '/')) {
+    if (part == "..") return true;
+  }
+  return false;
 }
 
-uint64_t page_round_down(uint64_t bytes) {
-  return bytes / 4096 * 4096;
-}
+// Raises the calling thread's scheduling priority for its lifetime, when it may.
+class RealTime {
+ public:
+  explicit RealTime(bool wanted) {
+    if (!wanted) return;
+    const sched_param rt{.sched_priority = kRealTimePriority};
+    raised_ = ::pthread_setschedparam(::pthread_self(), SCHED_FIFO, &rt) == 0;
+    if (!raised_) (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kNice);
+  }
+  ~RealTime() {
+    if (!raised_) return;
+    const sched_param normal{.sched_priority = 0};
+    (void)::pthread_setschedparam(::pthread_self(), SCHED_OTHER, &normal);
+  }
+  RealTime(const RealTime&) = delete;
+  RealTime& operator=(const RealTime&) = delete;
+
+ private:
+  bool raised_ = false;
+};
 
 }  // namespace
 
 struct CacheController::Runner {
-  std::mutex mutex;
-  std::condition_variable wake;
-  bool stopping = false;
+  int stop_fd = -1;
   std::thread thread;
 };
 
@@ -68,7 +102,7 @@ Result<CacheGroup> cache_group_of(const Sysroot& root, const Cgroup& group) {
     return fail(ErrorKind::kUnsupported,
                 "no memory cgroup controller for group '" + group.name + "'");
   }
-  CacheGroup cache{memory->dir, memory->v2, {}};
+  CacheGroup cache{memory->dir, memory->v2, {}, memory->cgroup};
   // PSI is in the unified tree: the group itself on v2, its controller-less twin on hybrid hosts.
   for (const CgroupDir& dir : group.dirs) {
     const std::string pressure = join_path(dir.dir, cachefile::kMemoryPressure);
@@ -80,11 +114,50 @@ Result<CacheGroup> cache_group_of(const Sysroot& root, const Cgroup& group) {
   return cache;
 }
 
+Result<CacheGroup> cache_group_at(const Sysroot& root, const CgroupFacts& facts,
+                                  std::string_view cgroup) {
+  if (!cgroup.starts_with('/') || has_dot_dot(cgroup)) {
+    return fail(ErrorKind::kUsage, "bad cgroup path '" + std::string(cgroup) +
+                                       "': give a path inside the hierarchy starting with '/' "
+                                       "and without '..', as in /proc/PID/cgroup");
+  }
+  const ControllerPath* memory = facts.find("memory");
+  if (memory == nullptr) {
+    return fail(ErrorKind::kUnsupported, "no memory cgroup controller is mounted under " +
+                                             root.path("/sys/fs/cgroup").string() + " (mode " +
+                                             to_string(facts.mode) + ")");
+  }
+  const CgroupMount* mount = nullptr;
+  const CgroupMount* unified = nullptr;
+  for (const auto& m : facts.mounts) {
+    if (m.mount_point == memory->mount_point) mount = &m;
+    if (m.v2 && (m.primary || unified == nullptr)) unified = &m;
+  }
+  if (mount == nullptr) return fail(ErrorKind::kInternal, "no mount for " + memory->mount_point);
+  const std::string path(cgroup);
+  auto below = mount->locate(path);
+  if (!below) return fail(below.error());
+  CacheGroup g{join_path(memory->mount_point, *below), memory->v2, {}, path};
+  if (!root.is_dir(g.memory_dir)) {
+    return fail(ErrorKind::kNotFound,
+                "no memory cgroup " + path + " (" + root.path(g.memory_dir).string() + ")");
+  }
+  // PSI lives in the unified hierarchy: the group itself on v2, its twin there on hybrid hosts.
+  if (unified != nullptr) {
+    if (auto twin = unified->locate(path)) {
+      const std::string file =
+          join_path(join_path(unified->mount_point, *twin), cachefile::kMemoryPressure);
+      if (root.exists(file)) g.pressure_file = file;
+    }
+  }
+  return g;
+}
+
 CacheController::CacheController(const Sysroot& root, CacheGroup group, CacheLimitOptions options)
     : root_(root), group_(std::move(group)), options_(options) {}
 
 CacheController::~CacheController() {
-  stop();
+  (void)stop();
 }
 
 Result<std::unique_ptr<CacheController>> CacheController::open(const Sysroot& root,
@@ -97,40 +170,20 @@ Result<std::unique_ptr<CacheController>> CacheController::open(const Sysroot& ro
     return fail(ErrorKind::kNotFound,
                 "no memory cgroup at " + root.path(group.memory_dir).string());
   }
-  std::string method;
-  std::string v1_limit;
+  std::unique_ptr<cache_internal::Containment> containment;
   if (options.limit_bytes) {
-    if (group.v2) {
-      method = std::string(cachefile::kV2Reclaim);
-      if (!root.exists(join_path(group.memory_dir, cachefile::kV2Reclaim))) {
-        return fail(ErrorKind::kUnsupported,
-                    "--cache-limit needs memory.reclaim (Linux 5.19+), which " +
-                        root.path(group.memory_dir).string() + " does not have");
-      }
-    } else {
-      method = std::string(cgfile::kV1MemoryLimit);
-      // The limit every lowering is undone to, read once: a lowered value read back later (after
-      // a failed restore) must never become the new "original".
-      auto text = root.read_value(join_path(group.memory_dir, method));
-      if (!text) return fail(text.error().wrap("--cache-limit needs " + method));
-      auto limit = parse_kernel_limit(*text);
-      if (!limit) return fail(limit.error().wrap("--cache-limit needs " + method));
-      v1_limit = limit->is_unlimited() ? std::string("-1") : std::to_string(*limit->value);
-    }
+    auto opened = group.v2 ? cache_internal::open_v2_containment(root, group.memory_dir, options)
+                           : cache_internal::open_v1_containment(root, group.memory_dir, options);
+    if (!opened) return fail(opened.error());
+    containment = std::move(*opened);
   }
   std::unique_ptr<CacheController> c(new CacheController(root, std::move(group), options));
-  c->stats_.method = std::move(method);
-  c->v1_limit_ = std::move(v1_limit);
+  if (containment) c->stats_.method = std::string(containment->method());
+  c->containment_ = std::move(containment);
   return c;
 }
 
-Result<MemoryBreakdown> CacheController::tick() {
-  if (v1_lowered_) {
-    if (auto st = restore_v1_limit(); !st) {
-      ++stats_.errors;
-      stats_.last_error = st.error().message;
-    }
-  }
+Result<MemoryBreakdown> CacheController::sample() {
   auto now = read_breakdown(root_, group_.memory_dir, group_.v2);
   if (!now) {
     // A group that is gone has ended; that is not a failure of the controller.
@@ -143,53 +196,71 @@ Result<MemoryBreakdown> CacheController::tick() {
   ++stats_.samples;
   raise_peaks(peaks_, *now);
   last_ = *now;
-  if (!options_.limit_bytes || now->reclaimable_file_bytes <= *options_.limit_bytes) {
-    backoff_level_ = 0;
-    return now;
+  return now;
+}
+
+bool CacheController::reclaim_allowed() {
+  if (Clock::now() < next_reclaim_) return false;
+  // Only the group's own pressure counts: the host's may be anybody's, and must not lift a
+  // budget the group was given.
+  if (group_.pressure_file.empty()) return true;
+  auto p = read_pressure(root_, group_.pressure_file);
+  if (p && p->some_avg10 >= options_.pressure_backoff_pct) {
+    // Tasks are already stalling on memory: reclaiming more would only add refaults.
+    ++stats_.pressure_backoffs;
+    next_reclaim_ = Clock::now() + options_.interval * kPressureBackoffIntervals;
+    return false;
   }
-  if (Clock::now() < next_reclaim_) return now;
-  // Dirty and writeback pages cannot be dropped without waiting for the disk: leave them.
-  const uint64_t clean =
-      minus(now->reclaimable_file_bytes, now->dirty_bytes + now->writeback_bytes);
-  const uint64_t want = std::min(now->reclaimable_file_bytes - *options_.limit_bytes, clean);
-  if (want == 0) return now;
-  if (!group_.pressure_file.empty() || root_.exists(cachefile::kHostPressure)) {
-    auto p =
-        read_pressure(root_, group_.pressure_file.empty() ? std::string(cachefile::kHostPressure)
-                                                          : group_.pressure_file);
-    if (p && p->some_avg10 >= options_.pressure_backoff_pct) {
-      // Tasks are already stalling on memory: reclaiming more would only add refaults.
-      ++stats_.pressure_backoffs;
-      next_reclaim_ = Clock::now() + options_.interval * kPressureBackoffIntervals;
-      return now;
+  return true;
+}
+
+Result<MemoryBreakdown> CacheController::tick() {
+  over_ceiling_ = false;
+  auto now = sample();
+  if (!now || !containment_) return now;
+  const uint64_t budget = *options_.limit_bytes;
+  if (now->reclaimable_file_bytes <= budget) {
+    backoff_level_ = 0;
+  } else if (reclaim_allowed()) {
+    // Dirty and writeback pages cannot be dropped without waiting for the disk: leave them.
+    const uint64_t keep = budget - std::min(budget / 4, kMaxHysteresisBytes);
+    // v1 never lowers the limit into the last margin of clean cache: asking for it would only
+    // look like a reclaim that did not help.
+    const uint64_t room = group_.v2 ? clean_cache(*now)
+                                    : minus(clean_cache(*now), cache_internal::v1_margin(options_));
+    const uint64_t want = std::min(now->reclaimable_file_bytes - keep, room);
+    if (want > 0) {
+      reclaim(*now, want);
+      if (auto after = read_breakdown(root_, group_.memory_dir, group_.v2)) *now = *after;
     }
   }
-  reclaim(*now, want);
+  // The ceiling: everything that is not clean cache, plus the budget.
+  const uint64_t ceiling = minus(now->usage_bytes, clean_cache(*now)) + budget;
+  auto over = containment_->hold(*now, ceiling, stats_);
+  if (over) {
+    over_ceiling_ = *over;
+  } else if (!root_.is_dir(group_.memory_dir)) {
+    return fail(ErrorKind::kNotFound, "the group " + group_.memory_dir + " is gone");
+  } else {
+    ++stats_.errors;
+    stats_.last_error = over.error().message;
+  }
   return now;
 }
 
 void CacheController::reclaim(const MemoryBreakdown& now, uint64_t want_bytes) {
-  Status done;
-  if (group_.v2) {
-    ++stats_.reclaims;
-    done = root_.write(join_path(group_.memory_dir, cachefile::kV2Reclaim),
-                       std::to_string(want_bytes));
-    // EAGAIN: the kernel reclaimed less than asked. The next sample shows how much.
-    if (!done && done.error().sys_errno == EAGAIN) done = {};
-  } else {
-    done = reclaim_v1_limit(now, want_bytes);
-  }
+  auto done = containment_->reclaim(now, want_bytes, stats_);
   if (!done) {
     ++stats_.errors;
     stats_.last_error = done.error().message;
   }
-  uint64_t freed = 0;
   if (auto after = read_breakdown(root_, group_.memory_dir, group_.v2)) {
-    freed = minus(now.reclaimable_file_bytes, after->reclaimable_file_bytes);
+    stats_.reclaimed_bytes += minus(now.reclaimable_file_bytes, after->reclaimable_file_bytes);
     last_ = *after;
   }
-  stats_.reclaimed_bytes += freed;
-  if (freed < want_bytes / kIneffectiveDivisor) {
+  // Judged by the kernel's answer, not by the fall of cache: a fast reader refills between the
+  // reclaim and the next read, which would make every reclaim look useless.
+  if (!done || !*done) {
     ++stats_.ineffective_backoffs;
     backoff_level_ = std::min(backoff_level_ + 1, kMaxBackoffLevel);
     next_reclaim_ = Clock::now() + options_.interval * (1 << backoff_level_);
@@ -198,76 +269,79 @@ void CacheController::reclaim(const MemoryBreakdown& now, uint64_t want_bytes) {
   }
 }
 
-Status CacheController::restore_v1_limit() {
-  const std::string limit_file = join_path(group_.memory_dir, cgfile::kV1MemoryLimit);
-  Status restored = root_.write(limit_file, v1_limit_);
-  for (int attempt = 1; !restored && attempt < kRestoreAttempts; ++attempt) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    restored = root_.write(limit_file, v1_limit_);
-  }
-  v1_lowered_ = !restored;
-  if (!restored) {
-    return fail(restored.error().wrap("cannot restore memory.limit_in_bytes to " + v1_limit_ +
-                                      " after reclaim (retried on the next sample)"));
-  }
-  return {};
-}
-
-Status CacheController::reclaim_v1_limit(const MemoryBreakdown& now, uint64_t want_bytes) {
-  if (v1_lowered_) return {};  // never lower again before the limit is back (tick() retries)
-  const std::string limit_file = join_path(group_.memory_dir, cgfile::kV1MemoryLimit);
-  // Everything but clean reclaimable cache stays, plus a margin of clean cache, so allocations
-  // of the workload while the limit is low can always be met by dropping cache: no OOM.
-  const uint64_t clean = minus(now.reclaimable_file_bytes, now.dirty_bytes + now.writeback_bytes);
-  const uint64_t floor = page_round_up(minus(now.usage_bytes, clean) + options_.margin_bytes);
-  const uint64_t target = std::max(page_round_down(minus(now.usage_bytes, want_bytes)), floor);
-  const auto original = parse_u64(v1_limit_);  // nullopt: "-1", no limit
-  if (original && *original <= target) return {};
-
-  uint64_t current = now.usage_bytes;
-  Status result;
-  while (current > target) {
-    const uint64_t next = page_round_up(std::max(target, minus(current, options_.step_bytes)));
-    if (next >= current) break;
-    ++stats_.reclaims;
-    // The kernel reclaims down to `next` before it takes the new limit; when it cannot, the
-    // write fails with EBUSY and the limit is unchanged.
-    Status lowered = root_.write(limit_file, std::to_string(next));
-    if (auto restored = restore_v1_limit(); !restored) return restored;
-    if (!lowered) {
-      if (lowered.error().sys_errno != EBUSY) result = fail(lowered.error());
-      break;
+void CacheController::run(int stop_fd) {
+  // How soon this thread runs after the kernel wakes it is the bound's slack on v1, and it
+  // sleeps nearly always, doing a bounded amount of work per wake-up: it asks for the lowest
+  // real-time priority (root only; the kernel's RT throttling still caps it), else nice -10.
+  const RealTime real_time(containment_ != nullptr);
+  const uint64_t cpu_start = thread_cpu_us();
+  auto next_sample = Clock::now();
+  for (;;) {
+    const auto wait =
+        std::chrono::duration_cast<std::chrono::milliseconds>(next_sample - Clock::now());
+    std::vector<pollfd> fds = {{stop_fd, POLLIN, 0}};
+    if (containment_) {
+      for (int fd : containment_->fds())
+        fds.push_back({fd, POLLIN, 0});
     }
-    current = next;
+    const int ready =
+        ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, wait.count() + 1)));
+    if (ready < 0 && errno != EINTR) break;
+    if (fds[0].revents != 0) break;
+    bool woken = false;
+    for (size_t i = 1; i < fds.size(); ++i)
+      woken = woken || fds[i].revents != 0;
+    if (woken) {
+      ++stats_.events;
+      containment_->drain();
+    } else if (Clock::now() < next_sample) {
+      continue;
+    } else {
+      next_sample = Clock::now() + options_.interval;
+    }
+    bool gone = false;
+    for (int i = 0; i < kMaxCatchUps; ++i) {
+      const auto s = tick();
+      gone = !s && s.error().kind == ErrorKind::kNotFound;
+      if (gone || !over_ceiling_) break;
+    }
+    if (gone) break;
   }
-  return result;
+  if (auto st = restore(); !st) {
+    ++stats_.errors;
+    stats_.last_error = st.error().message;
+  }
+  stats_.cpu_us += thread_cpu_us() - cpu_start;
 }
 
 void CacheController::start() {
   if (runner_) return;
   runner_ = std::make_unique<Runner>();
-  runner_->thread = std::thread([this] {
-    std::unique_lock lock(runner_->mutex);
-    while (!runner_->stopping) {
-      lock.unlock();
-      const auto sample = tick();
-      lock.lock();
-      if (!sample && sample.error().kind == ErrorKind::kNotFound) break;
-      runner_->wake.wait_for(lock, options_.interval, [this] { return runner_->stopping; });
-    }
-  });
+  runner_->stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  runner_->thread = std::thread([this] { run(runner_->stop_fd); });
 }
 
-void CacheController::stop() {
-  if (!runner_) return;
-  {
-    const std::lock_guard lock(runner_->mutex);
-    runner_->stopping = true;
+Status CacheController::restore() {
+  if (!containment_) return {};
+  return containment_->restore();
+}
+
+Status CacheController::stop() {
+  if (runner_) {
+    const uint64_t one = 1;
+    if (::write(runner_->stop_fd, &one, sizeof one) < 0) {
+      // An eventfd write fails only on overflow; the thread is being told to stop already.
+    }
+    if (runner_->thread.joinable()) runner_->thread.join();
+    ::close(runner_->stop_fd);
+    runner_.reset();
   }
-  runner_->wake.notify_all();
-  if (runner_->thread.joinable()) runner_->thread.join();
-  runner_.reset();
-  if (v1_lowered_) (void)restore_v1_limit();
+  auto st = restore();
+  if (!st) {
+    ++stats_.errors;
+    stats_.last_error = st.error().message;
+  }
+  return st;
 }
 
 nlohmann::json to_json(const CacheController& c) {
@@ -280,10 +354,13 @@ nlohmann::json to_json(const CacheController& c) {
       {"peak", to_json(c.peaks())},
       {"last", c.last() ? to_json(*c.last()) : nlohmann::json(nullptr)},
       {"samples", s.samples},
+      {"events", s.events},
       {"reclaims", s.reclaims},
       {"reclaimed_bytes", s.reclaimed_bytes},
+      {"holds", s.holds},
       {"pressure_backoffs", s.pressure_backoffs},
       {"ineffective_backoffs", s.ineffective_backoffs},
+      {"cpu_ms", static_cast<double>(s.cpu_us) / 1000.0},
       {"errors", s.errors},
       {"last_error", s.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.last_error)},
   };

@@ -31,6 +31,7 @@ void add_place_command(CLI::App& app, Commands& commands);
 void add_pool_command(CLI::App& app, Commands& commands);
 void add_run_command(CLI::App& app, Commands& commands);
 void add_stat_command(CLI::App& app, Commands& commands);
+void add_attach_command(CLI::App& app, Commands& commands);
 
 // Prints "hostfit: MESSAGE" on stderr and returns the exit code for the error's kind.
 int report(const Error& error);

@@ -165,7 +165,7 @@ int run(const RunOptions& o) {
   auto run = run_workload(root, self, *request, hooks);
   if (!run) return report(run.error());
   name = run->group.name;
-  if (cache) cache->stop();
+  if (cache) (void)cache->stop();
   std::cerr << "hostfit: " << verdict_line(*run) << "\n";
   if (cache && cache->stats().samples > 0)
     std::cerr << "hostfit: " << cache_line(name, *cache) << "\n";
@@ -214,13 +214,14 @@ void add_run_command(CLI::App& app, Commands& commands) {
                   "Seconds between a forwarded SIGTERM/SIGINT and SIGKILL (default 10)")
       ->type_name("SECONDS");
   cmd->add_option("--cache-limit", o->cache_limit,
-                  "Keep the workload's reclaimable page cache under SIZE by targeted reclaim "
-                  "(v2 memory.reclaim; v1 a brief step-wise lower memory.limit_in_bytes); never "
-                  "OOM-kills, tmpfs is never counted or reclaimed")
+                  "Keep the workload's reclaimable page cache under SIZE with the kernel's help "
+                  "(v2 memory.high held at its other memory + SIZE; v1 a usage threshold that "
+                  "wakes hostfit to reclaim at once); never OOM-kills, tmpfs is never counted or "
+                  "reclaimed")
       ->type_name("SIZE");
   cmd->add_option("--cache-interval", o->cache_interval,
-                  "How often memory is sampled for the report and for --cache-limit, e.g. 50ms, "
-                  "1s (default 50ms)")
+                  "How often memory is sampled for the report and to re-arm --cache-limit (the "
+                  "kernel wakes hostfit in between), e.g. 50ms, 1s (default 50ms)")
       ->type_name("DURATION");
   cmd->add_flag("--no-env", o->no_env, "Do not export HOSTFIT_* variables to the workload");
   cmd->add_option("command", o->command, "The command and its arguments, after --")

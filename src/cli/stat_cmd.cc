@@ -23,107 +23,67 @@ struct StatOptions {
   std::string watch;  // "" = print once
 };
 
-// Where one cgroup's memory files are.
-struct MemoryGroup {
-  std::string cgroup;  // path inside the hierarchy, "/a/hostfit/web"
-  std::string dir;     // target path of its directory
-  bool v2 = false;
-  std::string pressure_file;  // memory.pressure in the unified hierarchy, "" when none
-};
-
-bool has_dot_dot(std::string_view path) {
-  for (std::string_view part : split(path, '/')) {
-    if (part == "..") return true;
-  }
-  return false;
-}
-
-Result<MemoryGroup> resolve(const Sysroot& root, const StatOptions& opts) {
+Result<CacheGroup> resolve(const Sysroot& root, const StatOptions& opts) {
   const CgroupFacts facts = probe_cgroups(root, ProbeTarget::self());
+  if (opts.target.starts_with('/')) return cache_group_at(root, facts, opts.target);
+  if (auto st = validate_cgroup_name(opts.target); !st) {
+    return fail(ErrorKind::kUsage,
+                st.error().message + ", or give a cgroup path starting with '/'");
+  }
   const ControllerPath* memory = facts.find("memory");
-  if (memory == nullptr) {
-    return fail(ErrorKind::kUnsupported, "no memory cgroup controller is mounted under " +
-                                             root.path("/sys/fs/cgroup").string() + " (mode " +
-                                             to_string(facts.mode) + ")");
+  if (memory == nullptr) return cache_group_at(root, facts, "/");  // says there is none
+  const std::string parent =
+      opts.cgroup_parent.empty() ? join_path(memory->cgroup, "hostfit") : opts.cgroup_parent;
+  auto group = cache_group_at(root, facts, join_path(parent, opts.target));
+  if (!group && group.error().kind == ErrorKind::kNotFound) {
+    return fail(group.error().wrap("no workload named '" + opts.target + "' under " + parent +
+                                   " (or give the cgroup's path starting with '/')"));
   }
-  MemoryGroup g;
-  g.v2 = memory->v2;
-  if (opts.target.starts_with('/')) {
-    if (has_dot_dot(opts.target)) {
-      return fail(ErrorKind::kUsage, "bad cgroup path '" + opts.target + "': '..' is not allowed");
-    }
-    g.cgroup = opts.target;
-  } else {
-    if (auto st = validate_cgroup_name(opts.target); !st) {
-      return fail(ErrorKind::kUsage,
-                  st.error().message + ", or give a cgroup path starting with '/'");
-    }
-    const std::string parent =
-        opts.cgroup_parent.empty() ? join_path(memory->cgroup, "hostfit") : opts.cgroup_parent;
-    g.cgroup = join_path(parent, opts.target);
-  }
-  const CgroupMount* mount = nullptr;
-  const CgroupMount* unified = nullptr;
-  for (const auto& m : facts.mounts) {
-    if (m.mount_point == memory->mount_point) mount = &m;
-    if (m.v2 && (m.primary || unified == nullptr)) unified = &m;
-  }
-  if (mount == nullptr) return fail(ErrorKind::kInternal, "no mount for " + memory->mount_point);
-  auto below = mount->locate(g.cgroup);
-  if (!below) return fail(below.error());
-  g.dir = join_path(memory->mount_point, *below);
-  if (!root.is_dir(g.dir)) {
-    return fail(ErrorKind::kNotFound,
-                "no memory cgroup " + g.cgroup + " (" + root.path(g.dir).string() + ")" +
-                    (opts.target.starts_with('/')
-                         ? ""
-                         : "; a NAME is looked up under " +
-                               (opts.cgroup_parent.empty() ? join_path(memory->cgroup, "hostfit")
-                                                           : opts.cgroup_parent) +
-                               ", or give the cgroup's path starting with '/'"));
-  }
-  // PSI lives in the unified hierarchy: the group itself on v2, its twin there on hybrid hosts.
-  if (unified != nullptr) {
-    if (auto twin = unified->locate(g.cgroup)) {
-      const std::string file = join_path(join_path(unified->mount_point, *twin), "memory.pressure");
-      if (root.exists(file)) g.pressure_file = file;
-    }
-  }
-  return g;
+  return group;
 }
+
+// PSI for the group where the kernel keeps it, else the whole system's, said which it is.
+struct Pressure {
+  MemoryPressure psi;
+  bool system = false;  // /proc/pressure/memory
+  std::string source;
+};
 
 struct Sample {
   MemoryBreakdown memory;
   std::optional<uint64_t> limit_bytes;
-  std::optional<MemoryPressure> pressure;
+  std::optional<Pressure> pressure;
   std::chrono::system_clock::time_point at;
 };
 
-Result<Sample> sample(const Sysroot& root, const MemoryGroup& g) {
+Result<Sample> sample(const Sysroot& root, const CacheGroup& g) {
   Sample s;
   s.at = std::chrono::system_clock::now();
-  auto m = read_breakdown(root, g.dir, g.v2);
+  auto m = read_breakdown(root, g.memory_dir, g.v2);
   if (!m) return fail(m.error());
   s.memory = std::move(*m);
   if (auto text =
-          root.read_value(join_path(g.dir, g.v2 ? "memory.max" : "memory.limit_in_bytes"))) {
+          root.read_value(join_path(g.memory_dir, g.v2 ? "memory.max" : "memory.limit_in_bytes"))) {
     if (auto limit = parse_kernel_limit(*text); limit && !limit->is_unlimited()) {
       s.limit_bytes = *limit->value;
     }
   }
-  if (!g.pressure_file.empty()) {
-    if (auto p = read_pressure(root, g.pressure_file)) s.pressure = *p;
-  }
+  const bool own = !g.pressure_file.empty();
+  const std::string file = own ? g.pressure_file : "/proc/pressure/memory";
+  if (auto p = read_pressure(root, file)) s.pressure = Pressure{*p, !own, file};
   return s;
 }
 
-nlohmann::json to_json(const MemoryGroup& g, const Sample& s) {
+nlohmann::json to_json(const CacheGroup& g, const Sample& s) {
   nlohmann::json pressure = nullptr;
   if (s.pressure) {
-    pressure = {{"some_avg10", s.pressure->some_avg10}, {"full_avg10", s.pressure->full_avg10}};
+    pressure = {{"some_avg10", s.pressure->psi.some_avg10},
+                {"full_avg10", s.pressure->psi.full_avg10},
+                {"scope", s.pressure->system ? "system" : "cgroup"},
+                {"source", s.pressure->source}};
   }
   return {{"cgroup", g.cgroup},
-          {"dir", g.dir},
+          {"dir", g.memory_dir},
           {"version", g.v2 ? "v2" : "v1"},
           {"time", format_utc(s.at)},
           {"limit_bytes", s.limit_bytes ? nlohmann::json(*s.limit_bytes) : nlohmann::json(nullptr)},
@@ -131,10 +91,38 @@ nlohmann::json to_json(const MemoryGroup& g, const Sample& s) {
           {"pressure", pressure}};
 }
 
-void print_table(const MemoryGroup& g, const Sample& s) {
+// "1 GiB used: 1012 MiB is file cache the kernel reclaims under pressure, 12 MiB is the
+// workload's own"
+std::string in_words(const Sample& s) {
   const MemoryBreakdown& m = s.memory;
+  std::string line = format_bytes(m.usage_bytes) + " used" +
+                     (s.limit_bytes ? " of a " + format_bytes(*s.limit_bytes) + " limit" : "") +
+                     ": " + format_bytes(m.reclaimable_file_bytes) +
+                     " is file cache the kernel reclaims under pressure, " +
+                     format_bytes(m.unreclaimable_bytes) + " is the workload's own";
+  if (m.shmem_bytes > 0) line += " (" + format_bytes(m.shmem_bytes) + " of it tmpfs/shmem)";
+  return line;
+}
+
+std::string pressure_words(const Sample& s, bool short_form) {
+  if (!s.pressure) return short_form ? "pressure unknown" : "memory pressure: unknown (no PSI)";
+  char pct[64];
+  std::snprintf(pct, sizeof pct, "some %.2f%%, full %.2f%%", s.pressure->psi.some_avg10,
+                s.pressure->psi.full_avg10);
+  if (short_form) {
+    return std::string("pressure ") + pct + (s.pressure->system ? " (system)" : " (group)");
+  }
+  return std::string("memory pressure: ") + pct + " of the last 10 s" +
+         (s.pressure->system
+              ? ", system-wide (" + s.pressure->source + "): the kernel keeps none for this group"
+              : ", this group's (" + s.pressure->source + ")");
+}
+
+void print_table(const CacheGroup& g, const Sample& s) {
+  const MemoryBreakdown& m = s.memory;
+  std::cout << g.cgroup << ": " << in_words(s) << "\n" << pressure_words(s, false) << "\n\n";
   Table t(false);
-  t.add({"cgroup", g.cgroup + " (" + (g.v2 ? "v2" : "v1") + ", " + g.dir + ")"});
+  t.add({"cgroup", g.cgroup + " (" + (g.v2 ? "v2" : "v1") + ", " + g.memory_dir + ")"});
   t.add({"usage", format_bytes(m.usage_bytes) +
                       (s.limit_bytes ? " of " + format_bytes(*s.limit_bytes) + " limit" : "")});
   t.add({"working set", format_bytes(m.working_set_bytes) + "  (usage - inactive file)"});
@@ -150,13 +138,15 @@ void print_table(const MemoryGroup& g, const Sample& s) {
   t.add(
       {"  dirty/writeback", format_bytes(m.dirty_bytes) + " / " + format_bytes(m.writeback_bytes)});
   t.add({"kernel and other", format_bytes(m.other_bytes)});
-  if (s.pressure) {
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "some %.2f%%, full %.2f%% (avg10)", s.pressure->some_avg10,
-                  s.pressure->full_avg10);
-    t.add({"pressure", buf});
-  }
   t.print(std::cout);
+}
+
+// One line per --watch sample.
+void print_line(const Sample& s) {
+  const MemoryBreakdown& m = s.memory;
+  std::cout << format_utc(s.at) << "  used " << format_bytes(m.usage_bytes) << "  cache "
+            << format_bytes(m.reclaimable_file_bytes) << " reclaimable  own "
+            << format_bytes(m.unreclaimable_bytes) << "  " << pressure_words(s, true) << std::endl;
 }
 
 // Sleeps up to `period`; false when SIGINT or SIGTERM arrived (the caller stops watching).
@@ -205,10 +195,10 @@ int run_stat(const StatOptions& opts) {
       } else {
         print_json(std::cout, to_json(*group, *s));
       }
+    } else if (watching) {
+      print_line(*s);
     } else {
-      if (watching) std::cout << (first ? "" : "\n") << format_utc(s->at) << "\n";
       print_table(*group, *s);
-      std::cout.flush();
     }
     if (!watching || !wait_or_stop(period, stop_signals)) return kExitOk;
   }
@@ -220,8 +210,10 @@ void add_stat_command(CLI::App& app, Commands& commands) {
   auto opts = std::make_shared<StatOptions>();
   CLI::App* cmd = app.add_subcommand(
       "stat",
-      "Show a cgroup's memory honestly: working set (usage - inactive file), anonymous memory, "
-      "page cache (reclaimable and shmem/tmpfs), mapped, dirty, kernel, and memory pressure.");
+      "Show a cgroup's memory honestly: how much of it is page cache the kernel takes back under "
+      "pressure and how much is the workload's own, then working set, anonymous memory, page "
+      "cache (reclaimable and shmem/tmpfs), mapped, dirty, kernel, and memory pressure (the "
+      "group's where the kernel keeps it, else the system's, said so).");
   cmd->add_option("group", opts->target,
                   "A workload NAME (a group hostfit run made under <own cgroup>/hostfit) or a "
                   "cgroup PATH starting with '/' (as in /proc/PID/cgroup)")
@@ -229,7 +221,7 @@ void add_stat_command(CLI::App& app, Commands& commands) {
       ->type_name("NAME|PATH");
   add_format_option(*cmd, opts->format, {Format::kTable, Format::kJson});
   cmd->add_option("--watch", opts->watch,
-                  "Print again every DURATION (seconds, or with a unit: 0.05, 1, 500ms) until "
+                  "Print one line every DURATION (seconds, or with a unit: 0.05, 1, 500ms) until "
                   "interrupted or the group is gone (JSON: one object per line)")
       ->type_name("DURATION");
   cmd->add_option("--cgroup-parent", opts->cgroup_parent,

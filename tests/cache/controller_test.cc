@@ -41,30 +41,64 @@ class GeneratedV2Group : public ::testing::Test {
 };
 
 TEST_F(GeneratedV2Group, WithoutMemoryReclaimALimitIsUnsupported) {
-  auto c = CacheController::open(root_, {kDir, true, {}}, {.limit_bytes = 64 * kMiB});
+  auto c = CacheController::open(root_, {kDir, true, {}, {}}, {.limit_bytes = 64 * kMiB});
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().kind, ErrorKind::kUnsupported);
   EXPECT_NE(c.error().message.find("memory.reclaim"), std::string::npos);
   // Accounting alone needs no reclaim interface.
-  EXPECT_TRUE(CacheController::open(root_, {kDir, true, {}}, {}));
+  EXPECT_TRUE(CacheController::open(root_, {kDir, true, {}, {}}, {}));
 }
 
-TEST_F(GeneratedV2Group, AsksMemoryReclaimForExactlyTheCleanExcess) {
+TEST_F(GeneratedV2Group, AsksMemoryReclaimForTheCleanExcessAndHoldsMemoryHigh) {
   ASSERT_TRUE(root_.write(kDir + "/memory.reclaim", ""));
+  ASSERT_TRUE(root_.write(kDir + "/memory.max", std::to_string(1024 * kMiB)));
   set_stat(300 * kMiB, 100 * kMiB, 50 * kMiB);
-  auto c = CacheController::open(root_, {kDir, true, {}}, {.limit_bytes = 64 * kMiB});
+  auto c = CacheController::open(root_, {kDir, true, {}, {}}, {.limit_bytes = 64 * kMiB});
   ASSERT_TRUE(c) << c.error().message;
   ASSERT_TRUE((*c)->tick());
-  // reclaimable 200 MiB, 136 over budget, of which 150 MiB is clean: ask for 136 MiB.
-  EXPECT_EQ(*root_.read_value(kDir + "/memory.reclaim"), std::to_string(136 * kMiB));
+  // reclaimable 200 MiB; reclaim goes 8 MiB under the 64 MiB budget, so 144 MiB over it, all of
+  // it within the 150 MiB of clean cache.
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.reclaim"), std::to_string(144 * kMiB));
   EXPECT_EQ((*c)->stats().reclaims, 1u);
-  EXPECT_EQ((*c)->stats().method, "memory.reclaim");
+  EXPECT_EQ((*c)->stats().method, "memory.high");
+  // memory.high: usage 512 MiB - 150 MiB of clean cache + the 64 MiB budget; memory.max alone.
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.high"), std::to_string(426 * kMiB));
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.max"), std::to_string(1024 * kMiB));
+}
+
+TEST_F(GeneratedV2Group, MemoryHighFollowsAnonGrowthAndIsRestoredByteForByte) {
+  ASSERT_TRUE(root_.write(kDir + "/memory.reclaim", ""));
+  ASSERT_TRUE(root_.write(kDir + "/memory.high", "max\n"));
+  set_stat(32 * kMiB, 0);
+  auto c = CacheController::open(root_, {kDir, true, {}, {}}, {.limit_bytes = 64 * kMiB});
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_TRUE((*c)->tick());
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.high"), std::to_string((480 + 64) * kMiB));
+  // 200 MiB more of other memory: memory.high rises with it.
+  ASSERT_TRUE(root_.write(kDir + "/memory.current", std::to_string(712 * kMiB)));
+  ASSERT_TRUE((*c)->tick());
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.high"), std::to_string((680 + 64) * kMiB));
+  EXPECT_EQ((*c)->stats().holds, 2u);
+  EXPECT_EQ((*c)->stats().reclaims, 0u);
+  ASSERT_TRUE((*c)->stop());
+  EXPECT_EQ(*root_.read("/sys/fs/cgroup/w/memory.high"), "max\n");
+}
+
+TEST_F(GeneratedV2Group, TheGroupsOwnMemoryHighIsNeverRaised) {
+  ASSERT_TRUE(root_.write(kDir + "/memory.reclaim", ""));
+  ASSERT_TRUE(root_.write(kDir + "/memory.high", std::to_string(300 * kMiB)));
+  set_stat(32 * kMiB, 0);
+  auto c = CacheController::open(root_, {kDir, true, {}, {}}, {.limit_bytes = 64 * kMiB});
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_TRUE((*c)->tick());
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.high"), std::to_string(300 * kMiB));
+  EXPECT_EQ((*c)->stats().holds, 0u);
 }
 
 TEST_F(GeneratedV2Group, ShmemOverBudgetIsNeverReclaimed) {
   ASSERT_TRUE(root_.write(kDir + "/memory.reclaim", "untouched"));
   set_stat(400 * kMiB, 390 * kMiB);
-  auto c = CacheController::open(root_, {kDir, true, {}}, {.limit_bytes = 64 * kMiB});
+  auto c = CacheController::open(root_, {kDir, true, {}, {}}, {.limit_bytes = 64 * kMiB});
   ASSERT_TRUE(c);
   for (int i = 0; i < 5; ++i)
     ASSERT_TRUE((*c)->tick());
@@ -79,7 +113,7 @@ TEST_F(GeneratedV2Group, HighPressureHoldsReclaimBack) {
                           "some avg10=45.00 avg60=10.00 avg300=1.00 total=99\n"
                           "full avg10=20.00 avg60=5.00 avg300=1.00 total=50\n"));
   set_stat(300 * kMiB, 0);
-  auto c = CacheController::open(root_, {kDir, true, kDir + "/memory.pressure"},
+  auto c = CacheController::open(root_, {kDir, true, kDir + "/memory.pressure", {}},
                                  {.limit_bytes = 64 * kMiB});
   ASSERT_TRUE(c);
   ASSERT_TRUE((*c)->tick());
@@ -88,7 +122,7 @@ TEST_F(GeneratedV2Group, HighPressureHoldsReclaimBack) {
 }
 
 TEST_F(GeneratedV2Group, AGroupThatIsGoneIsNotFound) {
-  auto c = CacheController::open(root_, {kDir + "/nosuch", true, {}}, {});
+  auto c = CacheController::open(root_, {kDir + "/nosuch", true, {}, {}}, {});
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().kind, ErrorKind::kNotFound);
 }
@@ -115,18 +149,19 @@ TEST_F(GeneratedV1Group, AnUnalignedBudgetLowersInWholeStepsAndRestoresTheLimitS
   ASSERT_TRUE(root_.write(kDir + "/memory.limit_in_bytes", "9223372036854771712"));
   // 100000000 is not a multiple of the page size: the target is rounded to a page, so the steps
   // end (500 MiB -> 309714944 in 64 MiB steps is 4 of them) instead of rewriting one value.
-  auto c = CacheController::open(root_, {kDir, false, {}}, {.limit_bytes = 100000000});
+  auto c = CacheController::open(root_, {kDir, false, {}, {}}, {.limit_bytes = 100000000});
   ASSERT_TRUE(c) << c.error().message;
   ASSERT_TRUE((*c)->tick());
   EXPECT_EQ((*c)->stats().reclaims, 4u);
   EXPECT_EQ((*c)->stats().method, "memory.limit_in_bytes");
   EXPECT_EQ((*c)->stats().errors, 0u) << (*c)->stats().last_error;
-  EXPECT_EQ(*root_.read_value(kDir + "/memory.limit_in_bytes"), "-1");  // no limit, as before
+  // Restored byte for byte: the text read at open, not an equivalent.
+  EXPECT_EQ(*root_.read_value(kDir + "/memory.limit_in_bytes"), "9223372036854771712");
 }
 
 TEST_F(GeneratedV1Group, ALimitAlreadyAtTheTargetIsLeftAlone) {
   ASSERT_TRUE(root_.write(kDir + "/memory.limit_in_bytes", std::to_string(256 * kMiB)));
-  auto c = CacheController::open(root_, {kDir, false, {}}, {.limit_bytes = 64 * kMiB});
+  auto c = CacheController::open(root_, {kDir, false, {}, {}}, {.limit_bytes = 64 * kMiB});
   ASSERT_TRUE(c) << c.error().message;
   ASSERT_TRUE((*c)->tick());
   EXPECT_EQ((*c)->stats().reclaims, 0u);
@@ -137,7 +172,7 @@ TEST_F(GeneratedV1Group, ABudgetOfZeroStillKeepsTheMarginAndRestoresTheLimit) {
   ASSERT_TRUE(root_.write(kDir + "/memory.limit_in_bytes", std::to_string(1024 * kMiB)));
   // Target: 200 MiB that is not clean cache + the 16 MiB margin = 216 MiB, from 500 MiB in steps
   // of 64 MiB: 436, 372, 308, 244, 216.
-  auto c = CacheController::open(root_, {kDir, false, {}}, {.limit_bytes = 0});
+  auto c = CacheController::open(root_, {kDir, false, {}, {}}, {.limit_bytes = 0});
   ASSERT_TRUE(c) << c.error().message;
   ASSERT_TRUE((*c)->tick());
   EXPECT_EQ((*c)->stats().reclaims, 5u);
@@ -191,7 +226,7 @@ TEST(CacheControllerRealTest, KeepsCacheNearTheBudgetWhileAFileIsReadWithoutOomK
 
   constexpr uint64_t kBudget = 32 * kMiB;
   constexpr milliseconds kInterval{20};
-  auto c = CacheController::open(group.root(), {group.dir(), group.v2(), {}},
+  auto c = CacheController::open(group.root(), {group.dir(), group.v2(), {}, {}},
                                  {.limit_bytes = kBudget, .interval = kInterval});
   ASSERT_TRUE(c) << c.error().message;
   (*c)->start();
@@ -228,7 +263,7 @@ TEST(CacheControllerRealTest, TmpfsIsShmemAndIsNeitherReclaimedNorThrashedOver) 
   if (!group.ok())
     GTEST_SKIP() << "no writable memory cgroup here (needs root and a memory controller)";
   const std::string file = "/dev/shm/hostfit-controller-test-" + std::to_string(::getpid());
-  auto c = CacheController::open(group.root(), {group.dir(), group.v2(), {}},
+  auto c = CacheController::open(group.root(), {group.dir(), group.v2(), {}, {}},
                                  {.limit_bytes = 16 * kMiB, .interval = milliseconds(10)});
   ASSERT_TRUE(c) << c.error().message;
   (*c)->start();
@@ -249,7 +284,7 @@ TEST(CacheControllerRealTest, TmpfsIsShmemAndIsNeitherReclaimedNorThrashedOver) 
 TEST(CacheControllerRealTest, JsonCarriesPeaksAndCounters) {
   ScratchGroup group;
   if (!group.ok()) GTEST_SKIP() << "no writable memory cgroup here";
-  auto c = CacheController::open(group.root(), {group.dir(), group.v2(), {}}, {});
+  auto c = CacheController::open(group.root(), {group.dir(), group.v2(), {}, {}}, {});
   ASSERT_TRUE(c);
   ASSERT_TRUE((*c)->tick());
   const nlohmann::json j = to_json(**c);
