@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   add_pool_command(app, commands);
   add_stat_command(app, commands);
   add_run_command(app, commands);
+  add_calibrate_command(app, commands);
 
   try {
     app.parse(argc, argv);
