@@ -191,6 +191,12 @@ struct MemoryFacts {
   bool numa_memory_mismatch = false;  // nodes' memory differs from MemTotal by more than 1%
 };
 
+// The address bits an mmap(2) without a hint can use: the lower half of the virtual address space,
+// and at most 47 bits. With 5-level paging (57 bits, cpuinfo flag "la57") x86-64 Linux still maps
+// below 128 TiB unless the caller passes a hint above it (DEFAULT_MAP_WINDOW), as a qemu guest
+// with -cpu max showed: a 128 TiB reservation fails there.
+int user_address_bits(int virtual_address_bits);
+
 struct EnvironmentFacts {
   Fact<std::string> virtualization;  // "none", "kvm", "qemu", "vmware", "hyper-v", "xen", ...
   std::vector<std::string> virtualization_evidence;

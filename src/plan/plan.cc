@@ -135,11 +135,16 @@ Budget address_budget(const HostFacts& f, uint64_t reserve, std::vector<std::str
   const MemoryFacts& m = f.memory;
   if (m.virtual_address_bits.known() && *m.virtual_address_bits > 1 &&
       *m.virtual_address_bits <= 64) {
-    // User space gets the lower half of the virtual address space (47 bits of 48 on x86-64).
-    const int bits = *m.virtual_address_bits - 1;
-    capacity = bits >= 64 ? UINT64_MAX : (uint64_t{1} << bits);
-    b.source = "the user half of " + std::to_string(*m.virtual_address_bits) +
-               "-bit virtual addresses (" + first_word(m.virtual_address_bits.source) + ")";
+    // User space gets the lower half of the virtual address space (47 bits of 48 on x86-64), and
+    // no more than 47 bits without an mmap hint even with 5-level paging.
+    const int bits = user_address_bits(*m.virtual_address_bits);
+    capacity = uint64_t{1} << bits;
+    b.source =
+        bits + 1 < *m.virtual_address_bits
+            ? "the 47-bit default mmap window of " + std::to_string(*m.virtual_address_bits) +
+                  "-bit virtual addresses (" + first_word(m.virtual_address_bits.source) + ")"
+            : "the user half of " + std::to_string(*m.virtual_address_bits) +
+                  "-bit virtual addresses (" + first_word(m.virtual_address_bits.source) + ")";
   }
   if (m.rlimit_as.known()) {
     const Limit& soft = m.rlimit_as->soft;

@@ -141,8 +141,9 @@ Result<TierPlan> choose_tier(const PoolFacts& facts, const PoolOptions& options)
   }
   if (facts.virtual_address_bits && *facts.virtual_address_bits >= 32 &&
       *facts.virtual_address_bits <= 64) {
-    // The kernel gives user space the lower half of the virtual address space.
-    const int user_bits = *facts.virtual_address_bits - 1;
+    // The kernel gives user space the lower half of the virtual address space, and without an
+    // mmap hint at most 47 bits of it (see user_address_bits).
+    const int user_bits = user_address_bits(*facts.virtual_address_bits);
     const uint64_t user_bytes = uint64_t{1} << user_bits;
     const uint64_t usable = user_bytes / kAddressSpaceShareDen * kAddressSpaceShareNum;
     const std::string name = "3/4 of the " + std::to_string(user_bits) +

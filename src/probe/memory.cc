@@ -2,6 +2,8 @@
 // count and resource limits, page size and virtual address width.
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "hostfit/probe.h"
 #include "kernel_files.h"
 
@@ -152,6 +154,11 @@ MemoryFacts probe_memory(const Sysroot& root, const ProbeTarget& target) {
         Fact<std::string>::unknown(std::string(kfile::kOsRelease), release.error().message);
   }
   return m;
+}
+
+int user_address_bits(int virtual_address_bits) {
+  constexpr int kDefaultMapWindowBits = 47;
+  return std::min(virtual_address_bits - 1, kDefaultMapWindowBits);
 }
 
 }  // namespace hostfit

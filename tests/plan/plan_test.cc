@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace hostfit {
 namespace {
 
@@ -190,6 +192,22 @@ TEST(PlanTest, NotEvenOneWorkerFittingIsAResourceErrorNamingTheShortfall) {
       << plan.error().message;
   EXPECT_NE(plan.error().message.find("short by 1 instance = 8 GiB"), std::string::npos)
       << plan.error().message;
+}
+
+// Found in a qemu guest with 5-level paging (tests/vm): cpuinfo says 57 bits virtual, yet mmap
+// without a hint stays below 128 TiB.
+TEST(PlanTest, FiveLevelPagingCountsOnlyTheDefault47BitMmapWindow) {
+  HostFacts f = host(8);
+  f.memory.virtual_address_bits = Fact<int>::of(57, "/proc/cpuinfo address sizes");
+  const auto plan = make_plan(f, v8_plugins(8));
+  ASSERT_TRUE(plan) << plan.error().message;
+  const auto it = std::find_if(plan->budgets.begin(), plan->budgets.end(), [](const Budget& b) {
+    return b.constraint == Constraint::kAddressSpace;
+  });
+  ASSERT_NE(it, plan->budgets.end());
+  EXPECT_EQ(it->capacity, uint64_t{1} << 47);
+  EXPECT_NE(it->source.find("47-bit default mmap window of 57-bit"), std::string::npos)
+      << it->source;
 }
 
 TEST(PlanTest, MinWorkersThatDoNotFitAreAResourceError) {

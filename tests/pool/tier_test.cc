@@ -111,6 +111,20 @@ TEST(ChooseTier, ThirtyNineBitAddressesGiveSmallPoolWithinThreeQuartersOfUserSpa
   EXPECT_THAT(plan->reason, HasSubstr("38-bit user address space"));
 }
 
+// Found in a qemu guest with 5-level paging (tests/vm): cpuinfo says 57 bits virtual, yet mmap
+// without a hint stays below 128 TiB, so the pool must plan within 47 bits, not 56.
+TEST(ChooseTier, FiveLevelPagingStillPlansWithinTheDefault47BitMmapWindow) {
+  PoolFacts f = open_host();
+  f.virtual_address_bits = 57;
+  PoolOptions o = wasm_options();
+  o.slot_count = 30000;  // 30000 x (4 GiB + 32 MiB) = 118 TiB > 3/4 of 128 TiB
+  auto plan = choose_tier(f, o);
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(plan->tier, PoolTier::kSmall);
+  EXPECT_LE(plan->reservation_bytes, 96 * 1024 * kGiB);
+  EXPECT_THAT(plan->reason, HasSubstr("47-bit user address space"));
+}
+
 TEST(ChooseTier, TightestConstraintBinds) {
   PoolFacts f = open_host();
   f.rlimit_as = Limit::of(64 * kGiB);  // 13 slots
