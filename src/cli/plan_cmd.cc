@@ -135,8 +135,9 @@ void print_table(const Plan& plan) {
   Table t(false);
   t.add({"workers", std::to_string(plan.workers), plan.binding});
   std::string per = std::to_string(plan.instances_per_worker) + " per worker";
-  if (plan.runtime != "none") per += ", runtime " + plan.runtime + " (" + plan.runtime_source + ")";
+  if (plan.runtime != "none") per += ", runtime " + plan.runtime;
   t.add({"instances", std::to_string(plan.instances), per});
+  if (plan.runtime != "none") t.add({"runtime", plan.runtime, plan.runtime_source});
   if (plan.instance_budget) {
     const Budget* binding = nullptr;
     for (const auto& b : plan.budgets) {
