@@ -137,7 +137,6 @@ CpuSet placeable_cpus(const HostFacts& facts);
 // Memory nodes it may bind to: the cpuset's mems, or empty (= all) when unknown.
 CpuSet placeable_mems(const HostFacts& facts);
 
-
 // Places the request on CPUs of `allowed` that no hold of `ledger` has. Pure and deterministic.
 // Errors: kUsage for a malformed request (count 0, unknown node, bad mems); kResource when it
 // does not fit, saying what is free per node ("cannot place 48 CPUs: 40 free (node 3: 16, ...)").

@@ -32,6 +32,7 @@ inline constexpr std::string_view kPidStatus = "status";
 inline constexpr std::string_view kPidLimits = "limits";
 inline constexpr std::string_view kPidMaps = "maps";
 inline constexpr std::string_view kPidSmapsRollup = "smaps_rollup";
+inline constexpr std::string_view kPidAuxv = "auxv";
 
 // cgroup v2
 inline constexpr std::string_view kV2Controllers = "cgroup.controllers";
@@ -54,5 +55,6 @@ inline constexpr std::string_view kV1Mems = "cpuset.mems";
 
 // Both
 inline constexpr std::string_view kPidsMax = "pids.max";
+inline constexpr std::string_view kProcs = "cgroup.procs";
 
 }  // namespace hostfit::kfile

@@ -89,6 +89,7 @@ def script_for(block):
         parts.append(
             f"__rc=$?; if [ $__rc -ne {want} ]; then "
             f"echo \"example command {n} exited $__rc, expected {want}\" >&2; exit 90; fi; (exit $__rc)")
+    parts.append("exit 0")  # each command was checked; the last one's expected status is not the block's
     return "\n".join(parts) + "\n"
 
 
