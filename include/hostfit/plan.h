@@ -30,19 +30,27 @@ namespace hostfit {
 
 // What one sandbox instance (one Wasm VM with one 32-bit linear memory) costs a process.
 struct RuntimeProfile {
-  std::string name;                      // "v8", "wasmtime", "wamr", "none"
-  uint64_t reserve_bytes = 0;            // address space reserved per instance, guards included
-  uint64_t resident_bytes = 0;           // memory one instance really uses (default; an estimate)
-  uint64_t maps = 0;                     // memory mappings one instance creates (default; estimate)
+  std::string name;             // "v8", "envoy-v8", "wasmtime", "wasmer", "wamr", "none"
+  std::string label;            // for people: "V8", "Wasmtime"
+  uint64_t reserve_bytes = 0;   // address space reserved per instance, guards included
+  uint64_t resident_bytes = 0;  // memory one instance really uses
+  uint64_t maps = 0;            // memory mappings one instance creates
+  uint64_t base_maps = 0;       // maps of a process of this runtime with no instance (0: unknown)
   std::optional<uint64_t> instance_cap;  // instances one process can hold, where measured
-  std::string source;                    // where reserve_bytes comes from (one line)
-  std::string cap_source;                // where instance_cap comes from
+  bool measured = false;   // true: from `hostfit calibrate`; false: from documentation
+  std::string version;     // the runtime measured ("10.2.154.26-node.37"), "" if not
+  std::string source;      // where the costs come from (one line: command or documents)
+  std::string cap_source;  // where instance_cap comes from
 };
 
 // All known profiles, "none" last. The vector lives as long as the program.
 const std::vector<RuntimeProfile>& runtime_profiles();
 // The profile named `name`; a kUsage error naming the value and the accepted names otherwise.
 Result<RuntimeProfile> find_runtime(std::string_view name);
+// A profile written by `hostfit calibrate -o json` (its "profile" object, or the whole document
+// when it is a bare profile). `where` names the file in errors (kUsage: what is missing or wrong).
+Result<RuntimeProfile> profile_from_json(const nlohmann::json& json, std::string_view where);
+nlohmann::json to_json(const RuntimeProfile& profile);
 
 // ---------------------------------------------------------------------------------------------
 // The workload's shape
@@ -143,6 +151,8 @@ struct Plan {
   uint64_t resident_bytes = 0;
   uint64_t maps_per_instance = 0;
   std::optional<uint64_t> instance_cap;
+  std::string runtime_label;   // "V8"
+  std::string runtime_source;  // the profile's provenance: measured (command, version) or documents
   // Where the workload will run, for placeholders: usable CPUs, memory nodes, memory limit.
   CpuSet cpuset;
   std::optional<CpuSet> mems;  // nullopt when the target's cpuset.mems is unknown

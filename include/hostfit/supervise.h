@@ -121,6 +121,7 @@ struct WorkloadRequest {
   std::string cgroup_parent{};      // --cgroup-parent, "" = default
   bool export_env = true;           // HOSTFIT_* variables
   std::vector<std::string> argv{};  // with {placeholders}
+  WorkloadShape shape{};            // sandbox runtime and instances per worker for the plan
   std::vector<std::string> env{};   // the environment to start from
   std::chrono::milliseconds stop_timeout{10000};
 };
@@ -147,7 +148,8 @@ struct WorkloadRun {
 Status validate_request(const HostFacts& self, const WorkloadRequest& request);
 
 // Runs the request: prepare the parents (sweeping leftovers and their placements), create the
-// group, place it (--placement, through the place ledger), limit it, size it with make_plan,
+// group, place it (--placement, through the place ledger), limit it, size it with make_plan
+// (request.shape; its warnings, such as lowered workers, go to hooks.on_notice),
 // substitute {workers} {cpus} {instances} {cpuset} {mems} {memory_limit} in argv, export
 // plan_environment() plus HOSTFIT_NAME/CGROUP/CPUSET/MEMS/MEMORY_LIMIT, supervise, and release
 // the group and the placement on every path. Blocks until the workload

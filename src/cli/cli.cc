@@ -1,6 +1,10 @@
 #include "cli.h"
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 namespace hostfit::cli {
@@ -133,6 +137,22 @@ void Table::print(std::ostream& out, std::string_view indent) const {
     out << line << "\n";
     (void)has_header_;
   }
+}
+
+Result<RuntimeProfile> load_profile(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) {
+    return fail(ErrorKind::kUsage, "--profile " + file + ": cannot read it (" +
+                                       std::strerror(errno) +
+                                       "); give the output of `hostfit calibrate -o json`");
+  }
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  const auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) {
+    return fail(ErrorKind::kUsage,
+                "--profile " + file + ": not JSON; give the output of `hostfit calibrate -o json`");
+  }
+  return profile_from_json(json, "--profile " + file);
 }
 
 }  // namespace hostfit::cli

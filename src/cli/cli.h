@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "hostfit/core.h"
+#include "hostfit/plan.h"
 
 namespace hostfit::cli {
 
@@ -32,6 +33,7 @@ void add_pool_command(CLI::App& app, Commands& commands);
 void add_run_command(CLI::App& app, Commands& commands);
 void add_stat_command(CLI::App& app, Commands& commands);
 void add_attach_command(CLI::App& app, Commands& commands);
+void add_calibrate_command(CLI::App& app, Commands& commands);
 
 // Prints "hostfit: MESSAGE" on stderr and returns the exit code for the error's kind.
 int report(const Error& error);
@@ -50,6 +52,10 @@ CLI::Validator size_validator();
 CLI::Validator cpu_list_validator();
 
 void print_json(std::ostream& out, const nlohmann::json& j);
+
+// The runtime profile in FILE, as `hostfit calibrate -o json` writes it (for --profile). kUsage
+// errors name the file and what is wrong with it.
+Result<RuntimeProfile> load_profile(const std::string& file);
 
 // Left-aligned columns separated by two spaces; the first row is the header when has_header.
 class Table {

@@ -20,6 +20,7 @@ struct PlanOptions {
   std::string cgroup;
   std::string instances_per_worker;
   std::string runtime;
+  std::string profile;
   std::string reserve, resident, maps, cap;
   std::string round = "floor";
   std::string min_workers, max_workers;
@@ -50,7 +51,11 @@ Result<WorkloadShape> shape_from(const PlanOptions& o) {
   WorkloadShape shape;
   const auto count = [](const std::string& text, std::string_view flag, uint64_t min,
                         uint64_t max) { return parse_count(text, flag, min, max); };
-  if (!o.runtime.empty()) {
+  if (!o.profile.empty()) {
+    auto profile = load_profile(o.profile);
+    if (!profile) return fail(profile.error());
+    shape.runtime = *profile;
+  } else if (!o.runtime.empty()) {
     auto runtime = find_runtime(o.runtime);
     if (!runtime) return fail(runtime.error());
     shape.runtime = *runtime;
@@ -132,6 +137,7 @@ void print_table(const Plan& plan) {
   std::string per = std::to_string(plan.instances_per_worker) + " per worker";
   if (plan.runtime != "none") per += ", runtime " + plan.runtime;
   t.add({"instances", std::to_string(plan.instances), per});
+  if (plan.runtime != "none") t.add({"runtime", plan.runtime, plan.runtime_source});
   if (plan.instance_budget) {
     const Budget* binding = nullptr;
     for (const auto& b : plan.budgets) {
@@ -184,6 +190,11 @@ void add_plan_command(CLI::App& app, Commands& commands) {
          "Sandbox runtime profile for the per-instance costs (docs/runtimes.md): " + runtimes)
       ->type_name(runtimes)
       ->check(checked<RuntimeProfile>(find_runtime, "runtime"));
+  cmd->add_option("--profile", o->profile,
+                  "Per-instance costs measured here: the JSON of 'hostfit calibrate -o json' "
+                  "(instead of --runtime)")
+      ->type_name("FILE")
+      ->excludes("--runtime");
   cmd->add_option("--instance-reserve", o->reserve,
                   "Address space each instance reserves, guards included (overrides the runtime)")
       ->type_name("SIZE")
@@ -231,6 +242,7 @@ void add_plan_command(CLI::App& app, Commands& commands) {
       "Examples:\n"
       "  hostfit plan                                   a worker count for this process\n"
       "  hostfit plan --plugins 8 --runtime v8          8 V8 VMs per worker\n"
+      "  hostfit calibrate -o json > v8.json && hostfit plan --plugins 8 --profile v8.json\n"
       "  hostfit plan --plugins 4 --instance-resident 64Mi --headroom 128Mi -o json\n"
       "  eval \"$(hostfit plan -o env)\"                  GOMAXPROCS, UV_THREADPOOL_SIZE, ...");
 

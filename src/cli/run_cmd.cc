@@ -26,6 +26,9 @@ struct RunOptions {
   std::string cache_limit;
   std::string cache_interval = "50ms";
   bool no_env = false;
+  std::string runtime;
+  std::string profile;
+  std::string plugins;
   std::vector<std::string> command;
 };
 
@@ -79,6 +82,36 @@ std::string cache_line(const std::string& name, const CacheController& c) {
   return line;
 }
 
+// The sandbox side of the plan: --runtime or --profile, and --plugins instances per worker, so
+// that {workers} and {instances} carry the instance budget and not only the CPUs.
+Result<WorkloadShape> to_shape(const RunOptions& o) {
+  WorkloadShape shape;
+  shape.runtime = *find_runtime("none");
+  if (!o.profile.empty()) {
+    auto profile = load_profile(o.profile);
+    if (!profile) return fail(profile.error());
+    shape.runtime = *profile;
+  } else if (!o.runtime.empty()) {
+    auto runtime = find_runtime(o.runtime);
+    if (!runtime) return fail(runtime.error().wrap("bad --runtime"));
+    shape.runtime = *runtime;
+  }
+  const bool sandbox = shape.runtime.name != "none";
+  if (!o.plugins.empty()) {
+    if (!sandbox) {
+      return fail(ErrorKind::kUsage, "--plugins " + o.plugins +
+                                         " needs --runtime v8|envoy-v8|wasmtime|wasmer|wamr or "
+                                         "--profile FILE: the per-instance costs to budget with");
+    }
+    auto n = parse_count(o.plugins, "--plugins", 1, 1000000);
+    if (!n) return fail(n.error());
+    shape.instances_per_worker = *n;
+  } else if (sandbox) {
+    shape.instances_per_worker = 1;
+  }
+  return shape;
+}
+
 Result<WorkloadRequest> to_request(const RunOptions& o) {
   WorkloadRequest r;
   r.name = o.name;
@@ -124,6 +157,9 @@ Result<WorkloadRequest> to_request(const RunOptions& o) {
                 "bad --stop-timeout '" + o.stop_timeout + "': give seconds from 0 to 86400");
   }
   r.stop_timeout = std::chrono::milliseconds(static_cast<int64_t>(*stop * 1000));
+  auto shape = to_shape(o);
+  if (!shape) return fail(shape.error());
+  r.shape = *shape;
   return r;
 }
 
@@ -224,6 +260,15 @@ void add_run_command(CLI::App& app, Commands& commands) {
                   "kernel wakes hostfit in between), e.g. 50ms, 1s (default 50ms)")
       ->type_name("DURATION");
   cmd->add_flag("--no-env", o->no_env, "Do not export HOSTFIT_* variables to the workload");
+  cmd->add_option("--runtime", o->runtime,
+                  "Sandbox runtime whose per-instance costs size {workers} (as hostfit plan)");
+  cmd->add_option("--profile", o->profile,
+                  "Per-instance costs from 'hostfit calibrate -o json' (instead of --runtime)")
+      ->type_name("FILE")
+      ->excludes("--runtime");
+  cmd->add_option("--plugins", o->plugins,
+                  "Sandbox instances per worker (e.g. Wasm plugins): workers shrink to fit")
+      ->type_name("N");
   cmd->add_option("command", o->command, "The command and its arguments, after --")
       ->type_name("CMD ARGS...");
   cmd->footer(

@@ -173,6 +173,9 @@ Budget address_budget(const HostFacts& f, uint64_t reserve, std::vector<std::str
   return b;
 }
 
+// "vm.max_map_count: 65530 maps - 120 in use - 1000 headroom = 64410 maps / ~19 per V8 instance
+// = 3390 instances": the process's maps are its current count, or the runtime's measured base when
+// that is larger (a process that has not loaded the runtime yet has fewer maps than it will).
 Budget mappings_budget(const HostFacts& f, const WorkloadShape& shape, uint64_t maps,
                        std::vector<std::string>& warnings) {
   if (maps == 0) {
@@ -188,14 +191,31 @@ Budget mappings_budget(const HostFacts& f, const WorkloadShape& shape, uint64_t 
   }
   b.source = "vm.max_map_count of " + m.max_map_count.source;
   b.capacity = *m.max_map_count;
+  std::string used_note;
   if (m.map_count.known()) {
     b.used = *m.map_count;
+    used_note = " (" + first_word(m.map_count.source) + ")";
   } else {
     warnings.push_back("the target's current map count is unknown (" + m.map_count.unknown_reason +
                        "); the mappings budget counts it as 0");
   }
+  const uint64_t base = shape.runtime.base_maps;
+  if (base > b.used) {
+    b.used = base;
+    used_note = " (the " + shape.runtime.label + " process before its first instance, measured)";
+  }
   b.headroom = shape.map_headroom;
   settle(b);
+  const uint64_t taken = b.used + b.headroom;
+  const uint64_t left = b.capacity > taken ? b.capacity - taken : 0;
+  const std::string label =
+      shape.runtime.label.empty() || shape.runtime.name == "none" ? "" : shape.runtime.label + " ";
+  std::string text = "vm.max_map_count: " + amount(b.capacity, "maps");
+  if (b.used) text += " - " + std::to_string(b.used) + " in use" + used_note;
+  if (b.headroom) text += " - " + std::to_string(b.headroom) + " headroom";
+  if (taken) text += " = " + amount(left, "maps");
+  b.explanation = text + " / ~" + std::to_string(maps) + " per " + label +
+                  "instance = " + instances_text(b.instances);
   return b;
 }
 
@@ -224,8 +244,7 @@ std::string hint(Constraint c) {
     case Constraint::kAddressSpace:
       return "raise RLIMIT_AS (ulimit -v), or lower --instance-reserve or --plugins";
     case Constraint::kMappings:
-      return "raise vm.max_map_count (sysctl vm.max_map_count=N), or lower --instance-maps or "
-             "--plugins";
+      return "raise vm.max_map_count (sysctl vm.max_map_count=N), or lower --plugins";
     case Constraint::kRuntimeCap:
       return "split the instances over more processes, or lower --plugins";
     default:
@@ -290,6 +309,8 @@ Result<Plan> make_plan(const HostFacts& facts, const WorkloadShape& shape) {
   plan.resident_bytes = shape.instance_resident_bytes.value_or(shape.runtime.resident_bytes);
   plan.maps_per_instance = shape.instance_maps.value_or(shape.runtime.maps);
   plan.instance_cap = shape.instance_cap ? shape.instance_cap : shape.runtime.instance_cap;
+  plan.runtime_label = shape.runtime.label.empty() ? plan.runtime : shape.runtime.label;
+  plan.runtime_source = shape.runtime.source;
   plan.instances_per_worker = shape.instances_per_worker;
   plan.rounding = shape.rounding;
   if (shape.instances_per_worker > 0 && plan.reserve_bytes == 0 && plan.resident_bytes == 0 &&

@@ -64,6 +64,8 @@ json to_json(const Plan& plan) {
   j["instance_budget"] = optional_json(plan.instance_budget);
   j["runtime"] = {
       {"name", plan.runtime},
+      {"label", plan.runtime_label},
+      {"source", plan.runtime_source},
       {"reserve_bytes", plan.reserve_bytes},
       {"resident_bytes", plan.resident_bytes},
       {"maps", plan.maps_per_instance},

@@ -31,6 +31,7 @@ inline constexpr std::string_view kPidMountInfo = "mountinfo";
 inline constexpr std::string_view kPidStatus = "status";
 inline constexpr std::string_view kPidLimits = "limits";
 inline constexpr std::string_view kPidMaps = "maps";
+inline constexpr std::string_view kPidSmapsRollup = "smaps_rollup";
 inline constexpr std::string_view kPidAuxv = "auxv";
 
 // cgroup v2

@@ -238,9 +238,19 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
   if (auto st = (*driver)->set_limits(run.group, limits); !st) {
     return fail(st.error().wrap("cannot limit cgroup '" + name + "'"));
   }
-  auto plan = make_plan(group_facts(self, limits, run.group), WorkloadShape{});
+  auto plan = make_plan(group_facts(self, limits, run.group), request.shape);
   if (!plan) return fail(plan.error().wrap("cannot size '" + name + "'"));
   run.sizing.plan = *plan;
+  if (hooks.on_notice) {
+    if (plan->instances_per_worker > 0) {
+      hooks.on_notice("sized '" + name + "' for " + std::to_string(plan->instances_per_worker) +
+                      " " + plan->runtime_label +
+                      " instances per worker: " + std::to_string(plan->workers) + " workers, " +
+                      std::to_string(plan->instances) + " instances (" + plan->binding + ")");
+    }
+    for (const auto& w : plan->warnings)
+      hooks.on_notice("warning: " + w);
+  }
 
   PlaceholderValues values = placeholder_values(*plan);
   auto argv = substitute_placeholders(request.argv, values);

@@ -1,6 +1,7 @@
 // `hostfit plan` end to end: generated machine trees, the real binary, JSON, env and exit codes.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "command.h"
@@ -49,7 +50,7 @@ nlohmann::json plan_json(const Shape& shape, std::vector<std::string> args) {
 }
 
 TEST(PlanCliTest, IncidentHostWithV8StaysWithinTheInstanceBudget) {
-  const auto j = plan_json(host255(), {"--plugins", "8", "--runtime", "v8"});
+  const auto j = plan_json(host255(), {"--plugins", "8", "--runtime", "envoy-v8"});
   ASSERT_TRUE(j["instance_budget"].is_number()) << j.dump(2);
   EXPECT_LE(j["instances"].get<uint64_t>(), j["instance_budget"].get<uint64_t>());
   EXPECT_LT(j["workers"].get<uint64_t>(), 255u);
@@ -66,7 +67,7 @@ TEST(PlanCliTest, IncidentHostWithV8StaysWithinTheInstanceBudget) {
 TEST(PlanCliTest, CpuMaxOfFourCpusGivesFourWorkersAnd32Instances) {
   Shape s = host255();
   s.cgroup_chain[0].cpu_max = "400000 100000";
-  const auto j = plan_json(s, {"--plugins", "8", "--runtime", "v8"});
+  const auto j = plan_json(s, {"--plugins", "8", "--runtime", "envoy-v8"});
   EXPECT_EQ(j["workers"], 4);
   EXPECT_EQ(j["instances"], 32);
   EXPECT_EQ(j["binding_kind"], "cpu");
@@ -77,7 +78,7 @@ TEST(PlanCliTest, CpuMaxOfFourCpusGivesFourWorkersAnd32Instances) {
 TEST(PlanCliTest, RlimitAsOf64GiBBindsTheAddressSpaceAndShrinksWorkers) {
   Shape s = host(32);
   s.rlimit_as = "64Gi";
-  const auto j = plan_json(s, {"--plugins", "2", "--runtime", "v8"});
+  const auto j = plan_json(s, {"--plugins", "2", "--runtime", "envoy-v8"});
   EXPECT_EQ(j["binding_kind"], "address_space");
   EXPECT_EQ(j["budgets"]["address_space"]["instances"], 8);
   EXPECT_EQ(j["workers"], 4);
@@ -89,7 +90,7 @@ TEST(PlanCliTest, MaxMapCountCloseToTheMapCountBindsTheMappings) {
   Shape s = host(32);
   s.max_map_count = 1200;
   s.map_count = 60;
-  const auto j = plan_json(s, {"--plugins", "8", "--runtime", "v8"});
+  const auto j = plan_json(s, {"--plugins", "8", "--runtime", "envoy-v8"});
   EXPECT_EQ(j["binding_kind"], "mappings");
   EXPECT_EQ(j["budgets"]["mappings"]["used"], 60);
   EXPECT_EQ(j["budgets"]["mappings"]["instances"], 14);  // (1200 - 60 - 1000) / 10
@@ -160,7 +161,7 @@ TEST(PlanCliTest, EnvOutputIsValidForShEval) {
 TEST(PlanCliTest, TableNamesTheBindingAndEveryBudget) {
   Shape s = host(32);
   s.cgroup_chain[0].cpu_max = "400000 100000";
-  const auto run = plan(s, {"--plugins", "8", "--runtime", "v8"});
+  const auto run = plan(s, {"--plugins", "8", "--runtime", "envoy-v8"});
   ASSERT_EQ(run->result.exit_code, 0) << run->result.err;
   const std::string& out = run->result.out;
   EXPECT_NE(out.find("limited by cpu.max of /l0: 4.0 CPUs"), std::string::npos) << out;
@@ -171,7 +172,7 @@ TEST(PlanCliTest, TableNamesTheBindingAndEveryBudget) {
 TEST(PlanCliTest, NotEvenOneWorkerFittingExitsOneNamingTheConstraint) {
   Shape s = host(32);
   s.rlimit_as = "16Gi";
-  const auto run = plan(s, {"--plugins", "8", "--runtime", "v8"});
+  const auto run = plan(s, {"--plugins", "8", "--runtime", "envoy-v8"});
   EXPECT_EQ(run->result.exit_code, 1);
   EXPECT_TRUE(run->result.out.empty());
   const std::string& err = run->result.err;
@@ -188,7 +189,7 @@ TEST(PlanCliTest, BadInputExitsTwoNamingTheValueAndWhatIsAccepted) {
       {{"--instance-reserve", "12Q"}, "'12Q'"},
       {{"--round", "up"}, "'up' is not a rounding mode (accepted: floor|ceil)"},
       {{"--runtime", "lucet"},
-       "'lucet' is not a sandbox runtime (accepted: v8|wasmtime|wamr|none)"},
+       "'lucet' is not a sandbox runtime (accepted: v8|envoy-v8|wasmtime|wasmer|wamr|none)"},
       {{"--headroom", "200%"}, "'200%'"},
       {{"--min-workers", "4", "--max-workers", "2"}, "--max-workers 2 is below --min-workers 4"},
   };
@@ -214,6 +215,78 @@ TEST(PlanCliTest, ThisHostPlansWithoutError) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_GE(j["workers"].get<int>(), 1);
+}
+
+// The incident host as a generated tree: 255 CPUs, 512 GiB, vm.max_map_count 65530, 8 plugins.
+Shape incident_host() {
+  Shape s = host255();
+  s.memory_per_node = uint64_t{512} << 30;
+  s.max_map_count = 65530;
+  return s;
+}
+
+TEST(PlanCliTest, IncidentTreeWithMeasuredV8BudgetsTheMappingsFromTheMeasuredCosts) {
+  const auto j = plan_json(incident_host(), {"--runtime", "v8", "--plugins", "8"});
+  const auto& maps = j["budgets"]["mappings"];
+  ASSERT_EQ(maps["state"], "known") << j.dump(2);
+  const uint64_t per = j["runtime"]["maps"];
+  EXPECT_EQ(maps["per_instance"], per);
+  EXPECT_EQ(maps["headroom"], 1000);
+  EXPECT_EQ(maps["instances"].get<uint64_t>(), (65530 - maps["used"].get<uint64_t>() - 1000) / per);
+  EXPECT_LE(j["instances"].get<uint64_t>(), j["instance_budget"].get<uint64_t>());
+  EXPECT_NE(j["runtime"]["source"].get<std::string>().find("hostfit calibrate"), std::string::npos);
+}
+
+TEST(PlanCliTest, IncidentTreeWithFortyMapsPerInstanceRefuses2040AndNamesTheMappingBudget) {
+  // The issue's measurement of Node's isolates: 37-46 maps each. One tree, two outputs.
+  fixtures::TempDir dir;
+  ASSERT_TRUE(fixtures::write_sysroot(dir.path(), incident_host()));
+  const std::vector<std::string> args = {HOSTFIT_BIN,       "plan", "--sysroot", dir.path(),
+                                         "--runtime",       "v8",   "--plugins", "8",
+                                         "--instance-maps", "40"};
+  const auto table = run_command(args);
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  const std::string& out = table.out;
+  EXPECT_NE(out.find("limited by vm.max_map_count: 65530 maps"), std::string::npos) << out;
+  EXPECT_NE(out.find("/ ~40 per V8 instance = "), std::string::npos) << out;
+  EXPECT_NE(out.find("warning: lowered workers from 255 to "), std::string::npos) << out;
+  EXPECT_NE(out.find("exceed the mappings budget"), std::string::npos) << out;
+  auto json_args = args;
+  json_args.insert(json_args.end(), {"-o", "json"});
+  const auto r = run_command(json_args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_LT(j["instances"].get<uint64_t>(), 2040u);
+  EXPECT_EQ(j["binding_kind"], "mappings");
+}
+
+TEST(PlanCliTest, ProfileFromCalibrateJsonSetsTheCostsAndBadProfilesExitTwo) {
+  fixtures::TempDir dir;
+  const auto file = dir.path() / "v8.json";
+  {
+    std::ofstream out(file);
+    out << R"({"runtime": "v8", "profile": {"name": "v8", "label": "V8",
+      "reserve_bytes": 10737418240, "resident_bytes": 8388608, "maps": 400, "base_maps": 130,
+      "instance_cap": null, "measured": true, "version": "10.2.154.26-node.37",
+      "source": "measured by hostfit calibrate"}})";
+  }
+  const auto j = plan_json(host(32), {"--profile", file.string(), "--plugins", "8"});
+  EXPECT_EQ(j["runtime"]["maps"], 400);
+  EXPECT_EQ(j["budgets"]["mappings"]["used"], 130);
+  EXPECT_EQ(j["budgets"]["mappings"]["instances"], (65530 - 130 - 1000) / 400);
+  EXPECT_EQ(j["binding_kind"], "mappings");
+  EXPECT_EQ(j["workers"], (65530 - 130 - 1000) / 400 / 8);
+
+  const auto garbage = dir.path() / "garbage.json";
+  std::ofstream(garbage) << "{not json";
+  for (const auto& [path, expected] : std::vector<std::pair<std::string, std::string>>{
+           {garbage.string(), ": not JSON"},
+           {(dir.path() / "none.json").string(), "cannot read"}}) {
+    const auto r = run_command({HOSTFIT_BIN, "plan", "--profile", path, "--plugins", "8"});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_TRUE(r.err.starts_with("hostfit: --profile " + path)) << r.err;
+    EXPECT_NE(r.err.find(expected), std::string::npos) << r.err;
+  }
 }
 
 }  // namespace

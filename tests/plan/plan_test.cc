@@ -43,7 +43,16 @@ void set_memory_limit(HostFacts& f, uint64_t bytes) {
   f.cgroup.memory_limit_cgroup = "/l0";
 }
 
+// Envoy's V8 from documentation (8 GiB, 16 MiB, 10 maps, cap 6,479): fixed numbers for the rules.
 WorkloadShape v8_plugins(uint64_t plugins) {
+  WorkloadShape s;
+  s.instances_per_worker = plugins;
+  s.runtime = *find_runtime("envoy-v8");
+  return s;
+}
+
+// The V8 measured here (docs/runtimes.md), whatever its numbers are today.
+WorkloadShape measured_v8_plugins(uint64_t plugins) {
   WorkloadShape s;
   s.instances_per_worker = plugins;
   s.runtime = *find_runtime("v8");
@@ -303,6 +312,59 @@ TEST(PlanTest, EnvironmentCarriesWorkersAndCpus) {
 TEST(PlanTest, RenderEnvQuotesAnythingButPlainWords) {
   EXPECT_EQ(render_env({{"A", "4"}, {"B", "x y"}, {"C", "it's"}, {"D", ""}}),
             "A=4\nB='x y'\nC='it'\\''s'\nD=''\n");
+}
+
+TEST(PlanTest, MeasuredV8MappingsBudgetCountsTheRuntimesBaseMapsAndTheHeadroom) {
+  HostFacts f = host(255);
+  f.memory.available = Fact<uint64_t>::of(460 * kGiB, "/proc/meminfo MemAvailable");
+  const WorkloadShape s = measured_v8_plugins(8);
+  ASSERT_TRUE(s.runtime.measured);
+  ASSERT_GT(s.runtime.base_maps, 40u);  // a V8 process has more maps than the fixture's 40
+  const auto plan = make_plan(f, s);
+  ASSERT_TRUE(plan) << plan.error().message;
+  const Budget* maps = plan->budget(Constraint::kMappings);
+  ASSERT_NE(maps, nullptr);
+  EXPECT_EQ(maps->used, s.runtime.base_maps);
+  EXPECT_EQ(maps->headroom, kDefaultMapHeadroom);
+  EXPECT_EQ(maps->instances, (65530 - s.runtime.base_maps - kDefaultMapHeadroom) / s.runtime.maps);
+  EXPECT_TRUE(maps->explanation.starts_with("vm.max_map_count: 65530 maps - " +
+                                            std::to_string(s.runtime.base_maps) + " in use"))
+      << maps->explanation;
+  EXPECT_NE(maps->explanation.find("per V8 instance"), std::string::npos) << maps->explanation;
+  EXPECT_LE(plan->instances, *plan->instance_budget);
+}
+
+TEST(PlanTest, FortyMapsPerV8InstanceRefusesTheIncidentsTwoThousandInstances) {
+  // The measurement of Node's isolates (37-46 maps each) on the incident host.
+  HostFacts f = host(255);
+  f.memory.available = Fact<uint64_t>::of(460 * kGiB, "/proc/meminfo MemAvailable");
+  WorkloadShape s = measured_v8_plugins(8);
+  s.instance_maps = 40;
+  const auto plan = make_plan(f, s);
+  ASSERT_TRUE(plan) << plan.error().message;
+  const uint64_t budget = (65530 - s.runtime.base_maps - kDefaultMapHeadroom) / 40;
+  EXPECT_EQ(plan->binding_kind, Constraint::kMappings);
+  EXPECT_EQ(*plan->instance_budget, budget);
+  EXPECT_EQ(plan->workers, budget / 8);
+  EXPECT_LT(plan->instances, 2040u);
+  EXPECT_TRUE(plan->binding.starts_with("limited by vm.max_map_count: 65530 maps"))
+      << plan->binding;
+  EXPECT_NE(plan->binding.find("/ ~40 per V8 instance = " + std::to_string(budget) + " instances"),
+            std::string::npos)
+      << plan->binding;
+  ASSERT_FALSE(plan->warnings.empty());
+  EXPECT_NE(plan->warnings.back().find("lowered workers from 255 to " + std::to_string(budget / 8)),
+            std::string::npos)
+      << plan->warnings.back();
+  EXPECT_NE(plan->warnings.back().find("mappings budget"), std::string::npos);
+}
+
+TEST(PlanTest, TheProcesssOwnMapsCountWhenMoreThanTheRuntimesBase) {
+  HostFacts f = host(4);
+  f.memory.map_count = Fact<uint64_t>::of(5000, "/proc/self/maps (lines)");
+  const auto plan = make_plan(f, measured_v8_plugins(2));
+  ASSERT_TRUE(plan) << plan.error().message;
+  EXPECT_EQ(plan->budget(Constraint::kMappings)->used, 5000u);
 }
 
 }  // namespace

@@ -1,16 +1,32 @@
 // Parsing the workload's shape: runtimes, rounding, headroom and counts, and their errors.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "hostfit/plan.h"
 
 namespace hostfit {
 namespace {
 
 TEST(ShapeTest, RuntimeProfilesCarryTheirDocumentedCosts) {
+  const auto envoy = find_runtime("envoy-v8");
+  ASSERT_TRUE(envoy);
+  EXPECT_EQ(envoy->reserve_bytes, uint64_t{8} << 30);
+  EXPECT_EQ(envoy->instance_cap, 6479u);
+  EXPECT_FALSE(envoy->measured);
+  EXPECT_TRUE(envoy->source.starts_with("documentation: ")) << envoy->source;
+  // The V8 measured here: at least V8 10.2's 10 GiB guard region, a version and the command.
   const auto v8 = find_runtime("v8");
   ASSERT_TRUE(v8);
-  EXPECT_EQ(v8->reserve_bytes, uint64_t{8} << 30);
-  EXPECT_EQ(v8->instance_cap, 6479u);
+  EXPECT_TRUE(v8->measured);
+  EXPECT_GE(v8->reserve_bytes, uint64_t{10} << 30);
+  EXPECT_GT(v8->maps, 0u);
+  EXPECT_FALSE(v8->version.empty());
+  EXPECT_NE(v8->source.find("hostfit calibrate --runtime v8"), std::string::npos) << v8->source;
+  for (const auto& p : runtime_profiles()) {
+    if (p.name == "v8" || p.name == "none") continue;
+    EXPECT_TRUE(p.source.starts_with("documentation: ")) << p.name << ": " << p.source;
+  }
   const auto wasmtime = find_runtime("wasmtime");
   ASSERT_TRUE(wasmtime);
   EXPECT_EQ(wasmtime->reserve_bytes, (uint64_t{4} << 30) + (uint64_t{64} << 20));
@@ -24,7 +40,7 @@ TEST(ShapeTest, UnknownRuntimeNamesTheValueAndTheAcceptedNames) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().kind, ErrorKind::kUsage);
   EXPECT_EQ(r.error().message,
-            "'lucet' is not a sandbox runtime (accepted: v8|wasmtime|wamr|none)");
+            "'lucet' is not a sandbox runtime (accepted: v8|envoy-v8|wasmtime|wasmer|wamr|none)");
 }
 
 TEST(ShapeTest, RoundingAcceptsFloorAndCeilOnly) {
@@ -59,6 +75,29 @@ TEST(ShapeTest, CountsRejectZeroNegativesAndWords) {
     EXPECT_EQ(n.error().message,
               std::string("--plugins '") + bad + "' is not a whole number from 1 to 100");
   }
+}
+
+TEST(ShapeTest, AProfileSurvivesItsJsonAndBadProfilesNameWhatIsWrong) {
+  RuntimeProfile p = *find_runtime("v8");
+  p.maps = 41;
+  p.instance_cap = 900;
+  const auto back = profile_from_json(nlohmann::json{{"profile", to_json(p)}}, "f.json");
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->maps, 41u);
+  EXPECT_EQ(back->base_maps, p.base_maps);
+  EXPECT_EQ(back->reserve_bytes, p.reserve_bytes);
+  EXPECT_EQ(back->instance_cap, 900u);
+  EXPECT_EQ(back->version, p.version);
+  EXPECT_TRUE(back->measured);
+
+  nlohmann::json bad = to_json(p);
+  bad["maps"] = "many";
+  const auto error = profile_from_json(bad, "f.json");
+  ASSERT_FALSE(error);
+  EXPECT_EQ(error.error().kind, ErrorKind::kUsage);
+  EXPECT_EQ(error.error().message.rfind("f.json: \"maps\" must be a whole number", 0), 0u)
+      << error.error().message;
+  EXPECT_FALSE(profile_from_json(nlohmann::json::array(), "f.json"));
 }
 
 }  // namespace
