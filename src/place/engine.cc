@@ -191,21 +191,22 @@ Context make_context(const Index& x, const CpuSet& allowed, const Ledger& ledger
   ctx.core_shared.assign(x.cores.size(), 0);
   for (size_t c = 0; c < x.cores.size(); ++c) {
     const Index::CoreEntry& core = x.cores[c];
+    const int* threads = x.threads.data() + core.begin;
     uint64_t free = 0;
     int n_free = 0, n_shared = 0;
     for (int t = 0; t < core.width; ++t) {
-      const uint8_t s = state[x.threads[core.begin + t]];
-      if ((s & 3) != 1) continue;
-      free |= uint64_t{1} << t;
-      ++n_free;
-      if (s & 4) ++n_shared;
+      const uint8_t s = state[threads[t]];
+      const int is_free = (s & 3) == 1;
+      free |= static_cast<uint64_t>(is_free) << t;
+      n_free += is_free;
+      n_shared += is_free & (s >> 2);
     }
     ctx.core_free[c] = free;
     ctx.core_shared[c] = n_shared > 0;
     NodeView& node = ctx.nodes[core.node];
     node.free_any += n_free;
     node.shared += n_shared;
-    if (ctx.whole(static_cast<int>(c))) node.free_full += core.width;
+    if (n_free == core.width) node.free_full += core.width;
   }
   return ctx;
 }
@@ -352,7 +353,38 @@ bool bound_loses(const Index& x, const std::vector<int>& chosen, const std::vect
     if (!in_set[i]) ids.push_back(x.node_id[i]);
   }
   std::sort(ids.begin(), ids.end());
-  return ids > best.ids;
+  return ids >= best.ids;  // equal ids: at best the best set itself, already a candidate
+}
+
+// The cheap bound for a seed alone, before any work on it: every other node of its set is at
+// least the seed's nearest distance away, and on a tie its lowest possible ids are the seed and
+// the k - 1 lowest other ids. Allocates nothing: on the hosts of the benchmark all but the first
+// few seeds end here.
+bool seed_loses(const Context& ctx, int seed, int k, bool balanced, const Candidate& best) {
+  const Index& x = *ctx.x;
+  const int m = k - 1;
+  const int distance = m * x.nearest[seed] + m * (m - 1) / 2 * x.min_distance;
+  const int load = balanced ? load_of(ctx, seed) : 0;
+  const auto bound = std::make_tuple(1, distance, load);
+  const auto best_key = std::make_tuple(best.packages, best.distance, best.load);
+  if (bound != best_key) return bound > best_key;
+  // Node indices ascend with ids: merge the seed into the lowest k - 1 other indices.
+  int next = 0, others = 0;
+  bool seed_placed = false;
+  for (int pos = 0; pos < k; ++pos) {
+    if (next == seed) ++next;
+    int index;
+    if (!seed_placed && (others == m || seed < next)) {
+      index = seed;
+      seed_placed = true;
+    } else {
+      index = next++;
+      ++others;
+    }
+    const int id = x.node_id[index];
+    if (id != best.ids[pos]) return id > best.ids[pos];
+  }
+  return true;  // at best the best set itself, which is already a candidate
 }
 
 // Whether every k-set grown from `chosen` ranks after `best`, so the seed can be dropped: its
@@ -403,17 +435,10 @@ std::vector<Candidate> grow_candidates(const Context& ctx, const std::vector<int
   int best_so_far = -1;  // index into out
   std::vector<int> ids;
   for (int seed : usable) {
+    if (prune && best_so_far >= 0 && seed_loses(ctx, seed, k, balanced, out[best_so_far])) continue;
     std::fill(in_set.begin(), in_set.end(), 0);
     chosen.assign(1, seed);
     in_set[seed] = 1;
-    if (prune && best_so_far >= 0) {
-      // The cheap bound first: every other node is at least the seed's nearest away.
-      const int m = k - 1;
-      const int distance = m * x.nearest[seed] + m * (m - 1) / 2 * x.min_distance;
-      if (bound_loses(x, chosen, in_set, k, 1, distance, balanced ? load_of(ctx, seed) : 0,
-                      out[best_so_far], ids))
-        continue;
-    }
     int sum = cap(seed);
     for (size_t i = 0; i < n; ++i)
       dist_to_set[i] = x.dist(static_cast<int>(i), seed);
@@ -505,16 +530,23 @@ bool pick_shares(const Context& ctx, const std::vector<int>& nodes, const std::v
   return true;
 }
 
-// The smallest k whose k largest capacities hold count; 0 when even all of them do not.
+// The smallest k whose k largest capacities hold count; 0 when even all of them do not. Counts
+// capacities by value (they are at most a node's CPUs), so it neither sorts nor allocates.
 int min_node_count(const Context& ctx, const std::vector<int>& usable, int count, bool full) {
-  std::vector<int> caps;
+  thread_local std::vector<int> nodes_with_cap;
+  int max_cap = 0;
   for (int i : usable)
-    caps.push_back(ctx.nodes[i].cap(full));
-  std::sort(caps.rbegin(), caps.rend());
-  int sum = 0;
-  for (size_t k = 0; k < caps.size(); ++k) {
-    sum += caps[k];
-    if (sum >= count) return static_cast<int>(k) + 1;
+    max_cap = std::max(max_cap, ctx.nodes[i].cap(full));
+  nodes_with_cap.assign(static_cast<size_t>(max_cap) + 1, 0);
+  for (int i : usable)
+    ++nodes_with_cap[ctx.nodes[i].cap(full)];
+  int sum = 0, k = 0;
+  for (int cap = max_cap; cap > 0; --cap) {
+    const int n = nodes_with_cap[cap];
+    if (n == 0) continue;
+    if (sum + n * cap >= count) return k + (count - sum + cap - 1) / cap;
+    sum += n * cap;
+    k += n;
   }
   return 0;
 }
@@ -844,7 +876,7 @@ Result<Placement> PlacementEngine::place(const CpuSet& allowed, const Ledger& le
     // On a host with one thread per core, single threads are whole cores: no hint helps.
     const bool hint = strict_full && tpc > 1;
     return fail(ErrorKind::kResource,
-                "cannot place " + std::to_string(count) + " CPUs" +
+                "cannot place " + std::to_string(count) + (count == 1 ? " CPU" : " CPUs") +
                     (strict_full ? " as whole cores" : "") + where + ": " +
                     free_summary(ctx, candidates, strict_full) +
                     (hint ? "; --smt any also hands out single threads" : ""));
