@@ -19,7 +19,9 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j$(JOBS)
 
-run: build
+# Builds only the binary: the test suite and benchmarks are not needed to probe this host.
+run: configure
+	@cmake --build $(BUILD) -j$(JOBS) --target hostfit
 	$(BUILD)/src/cli/hostfit probe
 
 test: build

@@ -8,6 +8,7 @@
 #include <expected>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -175,6 +176,11 @@ std::string format_bytes(uint64_t bytes);
 // format_bytes, or "max" for no limit.
 std::string format_limit(const Limit& limit);
 
+// `s` with every byte that is not part of valid UTF-8 written as \ooo (as the kernel escapes
+// mount points), and with control characters escaped too when `controls`: safe for a terminal or
+// a JSON string. Valid text is returned unchanged.
+std::string escape_bytes(std::string_view s, bool controls = false);
+
 // Parses a duration given by a person: "50ms", "1.5s", "250us", "2m", "1h"; a bare number is
 // seconds, as sleep(1) reads it. Rounded down to whole microseconds. Rejects negatives, unknown
 // units and more than a week with an error naming the text and the accepted form.
@@ -199,6 +205,12 @@ std::map<std::string, uint64_t, std::less<>> parse_keyed_numbers(std::string_vie
 
 // ---------------------------------------------------------------------------------------------
 // Sysroot
+
+// What a Sysroot handed out while recording (for `hostfit probe --capture`), by target path.
+struct SysrootLog {
+  std::map<std::string, std::string> files;  // each file read: the bytes returned
+  std::map<std::string, bool> present;       // each path found to exist: whether a directory
+};
 
 // The one door to /proc, /sys and cgroupfs. Every module reads and writes kernel files through a
 // Sysroot, whose root is "/" on the host and a fixture directory in tests or with --sysroot DIR.
@@ -230,9 +242,19 @@ class Sysroot {
   Status make_dir(std::string_view target_path) const;    // mkdir; EEXIST is not an error
   Status remove_dir(std::string_view target_path) const;  // rmdir; ENOENT is not an error
 
+  // From now on this Sysroot and its copies remember what read(), exists() and is_dir() found
+  // (list() is not recorded). Thread-safe; meant for one probe, not for long-lived roots.
+  void start_recording();
+  SysrootLog recorded() const;  // empty when not recording
+
  private:
+  struct Recorder;
+  void note_read(std::string_view target_path, const std::string& data) const;
+  void note_present(std::string_view target_path, bool is_dir) const;
+
   std::filesystem::path root_;
   bool is_host_ = true;
+  std::shared_ptr<Recorder> recorder_;
 };
 
 // Joins target paths: join("/sys/fs/cgroup/memory", "/a/b") -> "/sys/fs/cgroup/memory/a/b".

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
@@ -113,32 +114,58 @@ struct Topology {
 enum class CgroupMode { kNone, kV1, kV2, kHybrid };
 const char* to_string(CgroupMode mode);  // "none" | "v1" | "v2" | "hybrid"
 
-// One mounted cgroup hierarchy.
+// One mount of a cgroup hierarchy, from /proc/PID/mountinfo (or /proc/mounts).
 struct CgroupMount {
-  std::string mount_point;               // "/sys/fs/cgroup/memory"
-  std::string root;                      // path of the hierarchy mounted there (mountinfo field 4)
+  std::string mount_point;  // "/sys/fs/cgroup/memory", octal escapes decoded
+  // The cgroup mounted there, named as the reader's cgroup namespace names it (mountinfo field 4):
+  // "/" on a host, "/docker/<id>" for a container's bind mount, "/.." when the namespace root lies
+  // below it. "/" when only /proc/mounts was read.
+  std::string root;
   bool v2 = false;                       // cgroup2 (unified)
-  bool legacy_cpuset_fs = false;         // "cpuset" filesystem: files without the "cpuset." prefix
+  bool legacy_cpuset_fs = false;         // cpuset files without the "cpuset." prefix ("cpus",
+                                         // "mems"): the cpuset file system or a noprefix mount
   std::vector<std::string> controllers;  // v1: from the mount options; v2: cgroup.controllers
 
-  // The path of `cgroup` (as /proc/PID/cgroup names it) below this mount's root: unchanged on the
-  // host, "/x" for "/docker/c/x" when a container sees only "/docker/c", and unchanged inside a
-  // cgroup namespace, where the path is relative already.
-  std::string relative(const std::string& cgroup) const;
+  // Set by probe_cgroups for its target:
+  std::optional<std::string> target;  // the target's cgroup below `root` ("/" = the root itself)
+  std::string target_unknown_reason;  // why `target` is empty: outside the root, hidden, ...
+  bool primary = false;  // the mount read for this hierarchy (one per hierarchy; a visible one,
+                         // then one under /sys/fs/cgroup, then the first listed)
+
+  // `cgroup`, named as /proc/PID/cgroup names it, below this mount's root: "/x" for
+  // "/docker/c/x" under "/docker/c", "/" for the root itself. An error says why the mount does not
+  // show it: outside the root, climbing above it with "..", or below names the namespace hides.
+  Result<std::string> locate(std::string_view cgroup) const;
+};
+
+// One cgroup level of a controller's chain: its name (as /proc/PID/cgroup would show it) and
+// directory.
+struct ChainLevel {
+  std::string cgroup;  // "/kubepods/pod1"; ".." components above the namespace root
+  std::string dir;     // "/sys/fs/cgroup/memory/kubepods/pod1"
 };
 
 // Where one controller's files are for the target.
 struct ControllerPath {
   std::string controller;   // "memory", "cpu", "cpuset", "pids"
-  std::string cgroup;       // path inside the hierarchy, "/a/b"
+  std::string cgroup;       // the target's cgroup as /proc/PID/cgroup names it, "/a/b"
   std::string mount_point;  // where the hierarchy is mounted, "/sys/fs/cgroup/memory"
+  std::string relative;     // the target below the mount's root ("/" when it is the root)
   std::string dir;          // the target path of its directory, "/sys/fs/cgroup/memory/a/b"
   bool v2 = false;
   bool legacy_cpuset_fs = false;  // files named "cpus"/"mems" instead of "cpuset.cpus"/...
+
+  // The levels hostfit can see, the mount's root first and the target last. Ancestors above the
+  // mount's root are not mounted and so not visible.
+  std::vector<ChainLevel> visible_chain() const;
 };
 
 // A cgroup and its ancestors, root first: "/a/b" -> {"/", "/a", "/a/b"}.
 std::vector<std::string> cgroup_ancestors(std::string_view cgroup);
+
+// A cgroup path given by a person (--cgroup): "/kubepods/pod1" ("kubepods/pod1" and a trailing
+// "/" are accepted). kUsage error for ".." or "." components, a NUL or more than 4096 bytes.
+Result<std::string> normalize_cgroup_path(std::string_view text);
 
 struct CgroupFacts {
   CgroupMode mode = CgroupMode::kNone;
@@ -146,14 +173,16 @@ struct CgroupFacts {
   std::vector<CgroupMount> mounts;
   std::map<std::string, std::string> paths;  // controller ("" for v2) -> path from /proc/PID/cgroup
   std::vector<ControllerPath> controllers;   // resolved directories for cpu, cpuset, memory, pids
-  std::vector<std::string> memory_chain;     // memory cgroup ancestors, root first
+  std::map<std::string, std::string> unknown_controllers;  // mounted, but the target's directory
+                                                           // is not visible: controller -> why
+  std::vector<std::string> memory_chain;  // the visible memory cgroups, the mount's root first
   Fact<Limit> memory_limit;         // min over the chain of memory.max / memory.limit_in_bytes
   std::string memory_limit_cgroup;  // which ancestor sets it ("" when unlimited)
   Fact<Limit> memory_high;          // v2 memory.high (min over the chain)
   Fact<uint64_t> memory_usage;      // memory.current / memory.usage_in_bytes of the leaf
   Fact<Limit> pids_max;             // min over the chain
 
-  // The resolved directory of a controller, or nullptr when it is not mounted / not found.
+  // The resolved directory of a controller, or nullptr when it is not mounted / not visible.
   const ControllerPath* find(std::string_view controller) const;
 };
 
@@ -213,6 +242,22 @@ struct HostFacts {
 
 // Probes everything. Never fails as a whole: unreadable parts are unknown with their reason.
 HostFacts probe_host(const Sysroot& root, const ProbeTarget& target);
+
+// `hostfit probe --capture DIR`: after probing through `root` with recording on
+// (Sysroot::start_recording), writes every file the probe read, and the sysfs files hwloc reads
+// for the topology, under dir (new or empty), so that a probe with --sysroot dir gives the same
+// answer. Nothing outside that read set; at most 20000 files and 64 MiB (kResource beyond, and
+// nothing is left behind).
+struct CaptureSummary {
+  std::string dir;
+  size_t files = 0;
+  uint64_t bytes = 0;
+};
+Result<CaptureSummary> write_capture(const Sysroot& root, const std::filesystem::path& dir);
+
+// For a cgroup target: kNotFound unless the cgroup exists in at least one mounted hierarchy (the
+// message lists the hierarchies looked in). Other targets: ok.
+Status check_cgroup_target(const Sysroot& root, const HostFacts& facts);
 
 // The pieces, for callers that need only one part (all read through the Sysroot).
 CgroupFacts probe_cgroups(const Sysroot& root, const ProbeTarget& target);

@@ -57,6 +57,16 @@ std::optional<uint64_t> read_u64(const Sysroot& root, const std::string& dir,
   return parse_u64(*text);
 }
 
+// hostfit's own cgroup below a mount's root, as the probe placed it. When the mount does not show
+// it, a --cgroup-parent still says where groups go; without one there is no safe default.
+Result<std::string> own_cgroup(const CgroupMount& m, const CgroupDriverOptions& options) {
+  if (m.target) return normalize_cgroup(*m.target);
+  if (!options.parent.empty()) return std::string("/");
+  return fail(ErrorKind::kUnsupported, "cannot tell where hostfit's own cgroup is in " +
+                                           m.mount_point + " (" + m.target_unknown_reason +
+                                           "); pass --cgroup-parent");
+}
+
 }  // namespace
 
 Status validate_cgroup_name(std::string_view name) {
@@ -558,8 +568,9 @@ Result<std::unique_ptr<CgroupDriver>> open_cgroup_driver(const Sysroot& root,
   std::set<std::string> taken;
   bool any_v1 = false;
   for (const auto& m : facts.mounts) {
-    // The pre-cgroup "cpuset" file system (/dev/cpuset) is not driven; a cgroup cpuset is.
-    if (m.v2 || m.legacy_cpuset_fs) continue;
+    // The pre-cgroup "cpuset" file system (/dev/cpuset) is not driven; a cgroup cpuset is. A
+    // hierarchy mounted twice is driven through the mount the probe reads.
+    if (m.v2 || m.legacy_cpuset_fs || !m.primary) continue;
     Hierarchy h;
     h.mount_point = m.mount_point;
     for (const auto& c : m.controllers) {
@@ -570,13 +581,14 @@ Result<std::unique_ptr<CgroupDriver>> open_cgroup_driver(const Sysroot& root,
       taken.insert(c);
       h.name += (h.name.empty() ? "" : ",") + c;
     }
-    const auto it = facts.paths.find(h.controllers.front());
-    h.own = normalize_cgroup(m.relative(it == facts.paths.end() ? "/" : it->second));
+    auto own = own_cgroup(m, options);
+    if (!own) return fail(own.error());
+    h.own = *own;
     any_v1 = true;
     hierarchies.push_back(std::move(h));
   }
   for (const auto& m : facts.mounts) {
-    if (!m.v2) continue;
+    if (!m.v2 || !m.primary) continue;
     Hierarchy h;
     h.name = "unified";
     h.mount_point = m.mount_point;
@@ -586,8 +598,9 @@ Result<std::unique_ptr<CgroupDriver>> open_cgroup_driver(const Sysroot& root,
     for (const auto& c : m.controllers) {
       if (is_used(c) && c != "cpuacct" && !taken.contains(c)) h.controllers.push_back(c);
     }
-    const auto it = facts.paths.find("");
-    h.own = normalize_cgroup(m.relative(it == facts.paths.end() ? "/" : it->second));
+    auto own = own_cgroup(m, options);
+    if (!own) return fail(own.error());
+    h.own = *own;
     hierarchies.push_back(std::move(h));
     break;  // one unified tree is enough
   }

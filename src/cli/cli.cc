@@ -21,7 +21,7 @@ const char* name_of(Format f) {
 }  // namespace
 
 int report(const Error& error) {
-  std::cerr << "hostfit: " << error.message << "\n";
+  std::cerr << "hostfit: " << escape_bytes(error.message, true) << "\n";
   return error.kind == ErrorKind::kUsage ? kExitUsage : kExitFailure;
 }
 
@@ -81,22 +81,52 @@ CLI::Validator cpu_list_validator() {
       "LIST", "cpu list");
 }
 
+namespace {
+
+// A copy whose strings (keys too) are valid UTF-8: dump() throws on anything else, and one mount
+// point with a byte like \377 must not make the whole output fail.
+nlohmann::json valid_utf8(const nlohmann::json& j) {
+  if (j.is_string()) return escape_bytes(j.get_ref<const std::string&>());
+  if (j.is_array()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& item : j)
+      out.push_back(valid_utf8(item));
+    return out;
+  }
+  if (j.is_object()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [key, value] : j.items())
+      out[escape_bytes(key)] = valid_utf8(value);
+    return out;
+  }
+  return j;
+}
+
+}  // namespace
+
 void print_json(std::ostream& out, const nlohmann::json& j) {
-  out << j.dump(2) << "\n";
+  out << valid_utf8(j).dump(2) << "\n";
 }
 
 void Table::print(std::ostream& out, std::string_view indent) const {
-  std::vector<size_t> widths;
+  // Cells as a terminal can show them: bytes that are not UTF-8 and control characters as \ooo.
+  std::vector<std::vector<std::string>> rows;
   for (const auto& row : rows_) {
+    rows.emplace_back();
+    for (const auto& cell : row)
+      rows.back().push_back(escape_bytes(cell, true));
+  }
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
     if (widths.size() < row.size()) widths.resize(row.size(), 0);
     for (size_t i = 0; i < row.size(); ++i)
       widths[i] = std::max(widths[i], row[i].size());
   }
-  for (size_t r = 0; r < rows_.size(); ++r) {
+  for (size_t r = 0; r < rows.size(); ++r) {
     std::string line(indent);
-    for (size_t i = 0; i < rows_[r].size(); ++i) {
-      line += rows_[r][i];
-      if (i + 1 < rows_[r].size()) line += std::string(widths[i] - rows_[r][i].size() + 2, ' ');
+    for (size_t i = 0; i < rows[r].size(); ++i) {
+      line += rows[r][i];
+      if (i + 1 < rows[r].size()) line += std::string(widths[i] - rows[r][i].size() + 2, ' ');
     }
     while (!line.empty() && line.back() == ' ')
       line.pop_back();

@@ -241,13 +241,21 @@ void add_plan_command(CLI::App& app, Commands& commands) {
                         const Sysroot root(o->sysroot);
                         ProbeTarget target = ProbeTarget::self();
                         if (o->pid > 0) target = ProbeTarget::process(o->pid);
-                        if (!o->cgroup.empty()) target = ProbeTarget::cgroup(o->cgroup);
+                        if (!o->cgroup.empty()) {
+                          auto path = normalize_cgroup_path(o->cgroup);
+                          if (!path) return report(path.error());
+                          target = ProbeTarget::cgroup(*path);
+                        }
                         const HostFacts facts = probe_host(root, target);
                         if (facts.nothing_known()) {
                           std::string why = root.is_dir("/")
                                                 ? "nothing under " + o->sysroot + " could be read"
                                                 : "sysroot " + o->sysroot + " does not exist";
                           return report(Error{ErrorKind::kNotFound, "cannot plan: " + why, 0});
+                        }
+                        // A plan for a cgroup that is not there would silently be the host's.
+                        if (auto st = check_cgroup_target(root, facts); !st) {
+                          return report(st.error());
                         }
                         auto plan = make_plan(facts, *shape);
                         if (!plan) return report(plan.error());

@@ -16,6 +16,7 @@ struct ProbeOptions {
   std::string cgroup;
   Format format = Format::kTable;
   bool explain = false;
+  std::string capture;
 };
 
 // Rows of "label  value  [source]" where an unknown fact prints its reason.
@@ -160,7 +161,49 @@ void print_table(const HostFacts& f, bool explain) {
     t.row("container hint", hint);
   t.print(std::cout);
   for (const auto& w : f.warnings)
-    std::cout << "warning: " << w << "\n";
+    std::cout << "warning: " << escape_bytes(w, true) << "\n";
+}
+
+int run_probe(const ProbeOptions& opts) {
+  if (opts.sysroot.empty()) return usage_error("--sysroot needs a directory");
+  Sysroot root(opts.sysroot);
+  ProbeTarget target = ProbeTarget::self();
+  if (opts.pid > 0) target = ProbeTarget::process(opts.pid);
+  if (!opts.cgroup.empty()) {
+    auto path = normalize_cgroup_path(opts.cgroup);
+    if (!path) return report(path.error());
+    target = ProbeTarget::cgroup(*path);
+  }
+  if (!opts.capture.empty()) root.start_recording();
+  HostFacts facts = probe_host(root, target);
+  if (facts.nothing_known()) {
+    std::string why = root.is_dir("/") ? "nothing under " + opts.sysroot + " could be read"
+                                       : "sysroot " + opts.sysroot + " does not exist";
+    return report(Error{ErrorKind::kNotFound, "cannot probe: " + why, 0});
+  }
+  if (auto st = check_cgroup_target(root, facts); !st) return report(st.error());
+  std::optional<CaptureSummary> captured;
+  if (!opts.capture.empty()) {
+    auto summary = write_capture(root, opts.capture);
+    if (!summary) return report(summary.error());
+    captured = *summary;
+  }
+  if (opts.format == Format::kJson) {
+    auto j = to_json(facts, opts.explain);
+    if (captured) {
+      j["capture"] = {
+          {"dir", captured->dir}, {"files", captured->files}, {"bytes", captured->bytes}};
+    }
+    print_json(std::cout, j);
+  } else {
+    print_table(facts, opts.explain);
+    if (captured) {
+      std::cout << "captured " << captured->files << " files (" << format_bytes(captured->bytes)
+                << ") into " << escape_bytes(captured->dir, true) << "; replay with --sysroot "
+                << escape_bytes(captured->dir, true) << "\n";
+    }
+  }
+  return kExitOk;
 }
 
 }  // namespace
@@ -181,34 +224,19 @@ void add_probe_command(CLI::App& app, Commands& commands) {
       ->excludes(pid);
   add_format_option(*cmd, opts->format, {Format::kTable, Format::kJson});
   cmd->add_flag("--explain", opts->explain, "Show where each fact came from (file and raw value)");
+  cmd->add_option("--capture", opts->capture,
+                  "Also write the files this probe read (and the topology files hwloc reads) "
+                  "into DIR, a new or empty directory; --sysroot DIR gives the same answer")
+      ->type_name("DIR");
   cmd->footer(
       "Examples:\n"
       "  hostfit probe                     this process on this host\n"
       "  hostfit probe -o json | jq .cpu   machine-readable (keys in docs/probe.md)\n"
       "  hostfit probe --cgroup /kubepods/pod1 --explain\n"
-      "  hostfit probe --sysroot /tmp/capture   a captured /sys and /proc tree");
+      "  hostfit probe --capture /tmp/cap       ...and keep what it read, to send or replay\n"
+      "  hostfit probe --sysroot /tmp/cap       a captured /sys and /proc tree");
 
-  commands.push_back({cmd, [opts]() {
-                        if (opts->sysroot.empty())
-                          return usage_error("--sysroot needs a directory");
-                        const Sysroot root(opts->sysroot);
-                        ProbeTarget target = ProbeTarget::self();
-                        if (opts->pid > 0) target = ProbeTarget::process(opts->pid);
-                        if (!opts->cgroup.empty()) target = ProbeTarget::cgroup(opts->cgroup);
-                        const HostFacts facts = probe_host(root, target);
-                        if (facts.nothing_known()) {
-                          std::string why =
-                              root.is_dir("/") ? "nothing under " + opts->sysroot + " could be read"
-                                               : "sysroot " + opts->sysroot + " does not exist";
-                          return report(Error{ErrorKind::kNotFound, "cannot probe: " + why, 0});
-                        }
-                        if (opts->format == Format::kJson) {
-                          print_json(std::cout, to_json(facts, opts->explain));
-                        } else {
-                          print_table(facts, opts->explain);
-                        }
-                        return kExitOk;
-                      }});
+  commands.push_back({cmd, [opts]() { return run_probe(*opts); }});
 }
 
 }  // namespace hostfit::cli

@@ -66,9 +66,12 @@ Result<MemoryGroup> resolve(const Sysroot& root, const StatOptions& opts) {
   const CgroupMount* unified = nullptr;
   for (const auto& m : facts.mounts) {
     if (m.mount_point == memory->mount_point) mount = &m;
-    if (m.v2) unified = &m;
+    if (m.v2 && (m.primary || unified == nullptr)) unified = &m;
   }
-  g.dir = join_path(memory->mount_point, mount ? mount->relative(g.cgroup) : g.cgroup);
+  if (mount == nullptr) return fail(ErrorKind::kInternal, "no mount for " + memory->mount_point);
+  auto below = mount->locate(g.cgroup);
+  if (!below) return fail(below.error());
+  g.dir = join_path(memory->mount_point, *below);
   if (!root.is_dir(g.dir)) {
     return fail(ErrorKind::kNotFound,
                 "no memory cgroup " + g.cgroup + " (" + root.path(g.dir).string() + ")" +
@@ -81,9 +84,10 @@ Result<MemoryGroup> resolve(const Sysroot& root, const StatOptions& opts) {
   }
   // PSI lives in the unified hierarchy: the group itself on v2, its twin there on hybrid hosts.
   if (unified != nullptr) {
-    const std::string file =
-        join_path(join_path(unified->mount_point, unified->relative(g.cgroup)), "memory.pressure");
-    if (root.exists(file)) g.pressure_file = file;
+    if (auto twin = unified->locate(g.cgroup)) {
+      const std::string file = join_path(join_path(unified->mount_point, *twin), "memory.pressure");
+      if (root.exists(file)) g.pressure_file = file;
+    }
   }
   return g;
 }

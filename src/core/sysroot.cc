@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <mutex>
 
 #include "hostfit/core.h"
 
@@ -20,6 +21,33 @@ std::string join_path(std::string_view base, std::string_view rest) {
   if (out.empty() || out.back() != '/') out += '/';
   out += rest;
   return out;
+}
+
+struct Sysroot::Recorder {
+  std::mutex mutex;
+  SysrootLog log;
+};
+
+void Sysroot::start_recording() {
+  if (!recorder_) recorder_ = std::make_shared<Recorder>();
+}
+
+SysrootLog Sysroot::recorded() const {
+  if (!recorder_) return {};
+  std::lock_guard lock(recorder_->mutex);
+  return recorder_->log;
+}
+
+void Sysroot::note_read(std::string_view target_path, const std::string& data) const {
+  if (!recorder_) return;
+  std::lock_guard lock(recorder_->mutex);
+  recorder_->log.files[std::string(target_path)] = data;
+}
+
+void Sysroot::note_present(std::string_view target_path, bool is_dir) const {
+  if (!recorder_) return;
+  std::lock_guard lock(recorder_->mutex);
+  recorder_->log.present[std::string(target_path)] = is_dir;
 }
 
 Sysroot::Sysroot(std::filesystem::path root) : root_(std::move(root)) {
@@ -52,6 +80,7 @@ Result<std::string> Sysroot::read(std::string_view target_path, size_t max_bytes
     out.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);
+  note_read(target_path, out);
   return out;
 }
 
@@ -67,12 +96,16 @@ Result<std::string> Sysroot::read_value(std::string_view target_path) const {
 
 bool Sysroot::exists(std::string_view target_path) const {
   struct stat st;
-  return ::stat(path(target_path).c_str(), &st) == 0;
+  if (::stat(path(target_path).c_str(), &st) != 0) return false;
+  note_present(target_path, S_ISDIR(st.st_mode));
+  return true;
 }
 
 bool Sysroot::is_dir(std::string_view target_path) const {
   struct stat st;
-  return ::stat(path(target_path).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  if (::stat(path(target_path).c_str(), &st) != 0) return false;
+  note_present(target_path, S_ISDIR(st.st_mode));
+  return S_ISDIR(st.st_mode);
 }
 
 Result<std::vector<std::string>> Sysroot::list(std::string_view target_dir) const {

@@ -71,6 +71,56 @@ std::optional<double> parse_double(std::string_view s) {
   return value;
 }
 
+namespace {
+
+// Length of the valid UTF-8 sequence starting at s[i], 0 when there is none (overlong forms,
+// surrogates and code points above U+10FFFF are not valid).
+size_t utf8_length(std::string_view s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return 1;
+  size_t n = 0;
+  uint32_t cp = 0;
+  if ((c & 0xe0) == 0xc0) {
+    n = 2, cp = c & 0x1f;
+  } else if ((c & 0xf0) == 0xe0) {
+    n = 3, cp = c & 0x0f;
+  } else if ((c & 0xf8) == 0xf0) {
+    n = 4, cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((byte(i + k) & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i + k) & 0x3f);
+  }
+  const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return n;
+}
+
+}  // namespace
+
+std::string escape_bytes(std::string_view s, bool controls) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_length(s, i);
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (n == 0 || (controls && n == 1 && (c < 0x20 || c == 0x7f))) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\%03o", c);
+      out += buf;
+      ++i;
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
 Result<std::chrono::microseconds> parse_duration(std::string_view text) {
   const auto bad = [&](std::string_view why) {
     std::string message = "invalid duration '";

@@ -52,10 +52,15 @@ Fact<CpuSet> read_affinity(const Sysroot& root, const ProbeTarget& target) {
 }
 
 // The effective cpuset (CPUs or mems) of the target's cpuset cgroup. Effective values are
-// inherited, so when the leaf lacks the file the nearest ancestor that has it answers.
+// inherited, so when the leaf lacks the file the nearest visible ancestor that has it answers.
 Fact<CpuSet> read_cpuset(const Sysroot& root, const CgroupFacts& cgroups, bool mems) {
   const ControllerPath* cpuset = cgroups.find("cpuset");
-  if (!cpuset) return Fact<CpuSet>::unknown("", "no cpuset cgroup controller is mounted");
+  if (!cpuset) {
+    const auto it = cgroups.unknown_controllers.find("cpuset");
+    return Fact<CpuSet>::unknown("", it != cgroups.unknown_controllers.end()
+                                         ? it->second
+                                         : "no cpuset cgroup controller is mounted");
+  }
   std::vector<std::string_view> names;
   if (cpuset->legacy_cpuset_fs) {
     names = mems ? std::vector<std::string_view>{"effective_mems", "mems"}
@@ -66,12 +71,11 @@ Fact<CpuSet> read_cpuset(const Sysroot& root, const CgroupFacts& cgroups, bool m
     names = mems ? std::vector<std::string_view>{kfile::kV1MemsEffective, kfile::kV1Mems}
                  : std::vector<std::string_view>{kfile::kV1CpusEffective, kfile::kV1Cpus};
   }
-  std::string cgroup = cpuset->cgroup;
   std::string last_error = "the cpuset cgroup " + cpuset->dir + " has no " + std::string(names[0]);
-  while (true) {
-    const std::string dir = join_path(cpuset->mount_point, cgroup);
+  const auto chain = cpuset->visible_chain();
+  for (auto level = chain.rbegin(); level != chain.rend(); ++level) {
     for (auto name : names) {
-      const std::string file = join_path(dir, name);
+      const std::string file = join_path(level->dir, name);
       if (!root.exists(file)) continue;
       auto fact = read_cpu_list(root, file);
       // An empty effective set only happens transiently (or in broken captures): not a limit.
@@ -82,9 +86,6 @@ Fact<CpuSet> read_cpuset(const Sysroot& root, const CgroupFacts& cgroups, bool m
       if (fact.known()) return fact;
       last_error = fact.unknown_reason;
     }
-    if (cgroup == "/" || cgroup.empty()) break;
-    cgroup = cgroup.substr(0, cgroup.rfind('/'));
-    if (cgroup.empty()) cgroup = "/";
   }
   return Fact<CpuSet>::unknown(cpuset->dir, last_error);
 }
@@ -229,12 +230,24 @@ CpuFacts probe_cpus(const Sysroot& root, const ProbeTarget& target, const Cgroup
   cpu.cpuset_mems = read_cpuset(root, cgroups, true);
 
   if (const ControllerPath* cpuctl = cgroups.find("cpu")) {
-    for (const auto& l : cgroup_ancestors(cpuctl->cgroup)) {
-      // The root cgroup is never throttled (v2 has no cpu.max there; v1 reports -1).
-      if (l == "/") continue;
-      const std::string dir = join_path(cpuctl->mount_point, l);
-      cpu.quotas.push_back(cpuctl->v2 ? read_v2_quota(root, l, dir) : read_v1_quota(root, l, dir));
+    // Every visible level, the mount's root included when it has the file: inside a cgroup
+    // namespace or a bind mount the root is the container's own cgroup. The host's true root has
+    // no cpu.max (v2) and reports -1 (v1): neither limits anything.
+    const auto chain = cpuctl->visible_chain();
+    for (size_t i = 0; i < chain.size(); ++i) {
+      const auto file = cpuctl->v2 ? kfile::kV2CpuMax : kfile::kV1CfsQuota;
+      if (i == 0 && !root.exists(join_path(chain[i].dir, file))) continue;
+      cpu.quotas.push_back(cpuctl->v2 ? read_v2_quota(root, chain[i].cgroup, chain[i].dir)
+                                      : read_v1_quota(root, chain[i].cgroup, chain[i].dir));
     }
+  } else if (auto it = cgroups.unknown_controllers.find("cpu");
+             it != cgroups.unknown_controllers.end()) {
+    CpuQuota q;
+    for (const char* key : {"cpu", ""}) {
+      if (q.cgroup.empty() && cgroups.paths.count(key)) q.cgroup = cgroups.paths.at(key);
+    }
+    q.unknown_reason = it->second;
+    cpu.quotas.push_back(std::move(q));
   }
   compute_effective_cpus(cpu);
   return cpu;

@@ -156,16 +156,25 @@ json to_json(const HostFacts& facts, bool explain) {
   w.slot("cgroup.paths") = std::move(paths);
   json controllers = json::object();
   for (const auto& c : cg.controllers) {
-    controllers[c.controller] = {
-        {"cgroup", c.cgroup}, {"dir", c.dir}, {"version", c.v2 ? "v2" : "v1"}};
+    controllers[c.controller] = {{"cgroup", c.cgroup},
+                                 {"dir", c.dir},
+                                 {"mount_point", c.mount_point},
+                                 {"relative", c.relative},
+                                 {"version", c.v2 ? "v2" : "v1"}};
+  }
+  for (const auto& [controller, why] : cg.unknown_controllers) {
+    controllers[controller] = nullptr;
+    w.unknown("cgroup.controllers." + controller, why);
   }
   w.slot("cgroup.controllers") = std::move(controllers);
   json mounts = json::array();
   for (const auto& m : cg.mounts) {
-    mounts.push_back({{"mount_point", m.mount_point},
-                      {"root", m.root},
-                      {"version", m.v2 ? "v2" : "v1"},
-                      {"controllers", m.controllers}});
+    json j = {
+        {"mount_point", m.mount_point},  {"root", m.root},
+        {"version", m.v2 ? "v2" : "v1"}, {"controllers", m.controllers},
+        {"primary", m.primary},          {"target", m.target ? json(*m.target) : json(nullptr)}};
+    if (!m.target) j["target_unknown"] = m.target_unknown_reason;
+    mounts.push_back(std::move(j));
   }
   w.slot("cgroup.mounts") = std::move(mounts);
   w.slot("cgroup.memory_chain") = cg.memory_chain;

@@ -31,6 +31,7 @@ inline constexpr std::string_view kPidMountInfo = "mountinfo";
 inline constexpr std::string_view kPidStatus = "status";
 inline constexpr std::string_view kPidLimits = "limits";
 inline constexpr std::string_view kPidMaps = "maps";
+inline constexpr std::string_view kPidAuxv = "auxv";
 
 // cgroup v2
 inline constexpr std::string_view kV2Controllers = "cgroup.controllers";
@@ -56,5 +57,6 @@ inline constexpr std::string_view kV1CpuExclusive = "cpuset.cpu_exclusive";
 
 // Both
 inline constexpr std::string_view kPidsMax = "pids.max";
+inline constexpr std::string_view kProcs = "cgroup.procs";
 
 }  // namespace hostfit::kfile

@@ -1,6 +1,9 @@
 // Memory and kernel facts: /proc/meminfo, vm sysctls, transparent huge pages, the target's map
 // count and resource limits, page size and virtual address width.
+#include <elf.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include "hostfit/probe.h"
 #include "kernel_files.h"
@@ -54,6 +57,33 @@ Fact<ResourceLimit> limit_row(const Result<std::string>& text, std::string_view 
   }
   return Fact<ResourceLimit>::unknown(file,
                                       "no readable '" + std::string(name) + "' row in " + file);
+}
+
+// The page size the kernel handed this process in its auxiliary vector (AT_PAGESZ): a file, so
+// a capture keeps it. Entries are pairs of native unsigned longs (64-bit here).
+Fact<uint64_t> page_size(const Sysroot& root) {
+  const std::string file = join_path("/proc/self", kfile::kPidAuxv);
+  if (auto auxv = root.read(file, 64 << 10)) {
+    for (size_t i = 0; i + 2 * sizeof(uint64_t) <= auxv->size(); i += 2 * sizeof(uint64_t)) {
+      uint64_t entry[2];
+      std::memcpy(entry, auxv->data() + i, sizeof entry);
+      if (entry[0] == AT_NULL) break;
+      const uint64_t v = entry[1];
+      if (entry[0] == AT_PAGESZ && v >= 4096 && v <= (uint64_t{1} << 30) && (v & (v - 1)) == 0) {
+        return Fact<uint64_t>::of(v, file + " AT_PAGESZ", std::to_string(v));
+      }
+    }
+  }
+  if (root.is_host()) {
+    const long page = ::sysconf(_SC_PAGESIZE);
+    if (page > 0) {
+      return Fact<uint64_t>::of(static_cast<uint64_t>(page), "sysconf(_SC_PAGESIZE)",
+                                std::to_string(page));
+    }
+    return Fact<uint64_t>::unknown("sysconf(_SC_PAGESIZE)", "sysconf failed");
+  }
+  return Fact<uint64_t>::unknown(
+      file, "a sysroot without " + file + " does not record its machine's page size");
 }
 
 }  // namespace
@@ -113,14 +143,7 @@ MemoryFacts probe_memory(const Sysroot& root, const ProbeTarget& target) {
   m.rlimit_nofile = limit_row(limits, "Max open files", limits_file);
   m.rlimit_nproc = limit_row(limits, "Max processes", limits_file);
 
-  if (root.is_host()) {
-    const long page = ::sysconf(_SC_PAGESIZE);
-    m.page_size = page > 0 ? Fact<uint64_t>::of(static_cast<uint64_t>(page),
-                                                "sysconf(_SC_PAGESIZE)", std::to_string(page))
-                           : Fact<uint64_t>::unknown("sysconf(_SC_PAGESIZE)", "sysconf failed");
-  } else {
-    m.page_size = Fact<uint64_t>::unknown("", "a sysroot does not record its machine's page size");
-  }
+  m.page_size = page_size(root);
 
   if (auto cpuinfo = root.read(kfile::kCpuInfo)) {
     // x86: "address sizes	: 46 bits physical, 48 bits virtual"

@@ -48,8 +48,12 @@ HostFacts probe_host(const Sysroot& root, const ProbeTarget& target) {
                                " (offline or hot-pluggable memory, or an incomplete capture)");
     }
   }
+  for (const auto& [controller, why] : facts.cgroup.unknown_controllers) {
+    facts.warnings.push_back("the " + controller + " cgroup is not visible: " + why);
+  }
   for (const auto& q : facts.cpu.quotas) {
-    if (!q.unknown_reason.empty())
+    // An invisible cpu cgroup was warned about above; this is a quota file that could not be read.
+    if (!q.unknown_reason.empty() && !q.source.empty())
       facts.warnings.push_back("CPU quota unknown: " + q.unknown_reason);
   }
   if (facts.cpu.affinity.known() && facts.cpu.online.known() &&

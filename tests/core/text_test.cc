@@ -59,5 +59,15 @@ TEST(TextTest, SplitKeepsEmptyFieldsSplitWhitespaceDropsThem) {
   EXPECT_EQ(trim("   "), "");
 }
 
+TEST(EscapeBytesTest, InvalidUtf8AndControlsBecomeOctalValidTextStays) {
+  EXPECT_EQ(escape_bytes("/sys/fs/cgroup\xff/x"), "/sys/fs/cgroup\\377/x");
+  EXPECT_EQ(escape_bytes("caf\xc3\xa9 \xe2\x82\xac"), "caf\xc3\xa9 \xe2\x82\xac");
+  EXPECT_EQ(escape_bytes("\xc0\xaf"), "\\300\\257");           // overlong '/'
+  EXPECT_EQ(escape_bytes("\xed\xa0\x80"), "\\355\\240\\200");  // a surrogate
+  EXPECT_EQ(escape_bytes("\xe2\x82"), "\\342\\202");           // truncated
+  EXPECT_EQ(escape_bytes("a\nb\tc"), "a\nb\tc");
+  EXPECT_EQ(escape_bytes("a\nb\tc", true), "a\\012b\\011c");
+}
+
 }  // namespace
 }  // namespace hostfit

@@ -73,6 +73,58 @@ TEST(ProbeCliTest, UsageErrorsExitTwoNamingTheBadValue) {
             std::string::npos);
 }
 
+TEST(ProbeCliTest, ACgroupThatDoesNotExistIsAnErrorForProbeAndPlan) {
+  fixtures::Shape s;
+  s.cgroup = fixtures::CgroupLayout::kV1;
+  s.cgroup_chain = {fixtures::CgroupLevel{.name = "l0", .cpu_max = "150000 100000"}};
+  fixtures::TempDir dir;
+  ASSERT_TRUE(fixtures::write_sysroot(dir.path(), s));
+  for (const char* verb : {"probe", "plan"}) {
+    const auto r = run_command(
+        {HOSTFIT_BIN, verb, "--sysroot", dir.path().string(), "--cgroup", "/nope", "-o", "json"});
+    EXPECT_EQ(r.exit_code, 1) << verb;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+    EXPECT_EQ(r.err.rfind("hostfit: no cgroup /nope in any mounted hierarchy (looked in "
+                          "/sys/fs/cgroup/pids, /sys/fs/cgroup/memory, /sys/fs/cgroup/cpuset, "
+                          "/sys/fs/cgroup/cpu,cpuacct, /sys/fs/cgroup/systemd)",
+                          0),
+              0u)
+        << r.err;
+    const auto ok = run_command(
+        {HOSTFIT_BIN, verb, "--sysroot", dir.path().string(), "--cgroup", "/l0", "-o", "json"});
+    EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  }
+}
+
+TEST(ProbeCliTest, DotDotInACgroupPathIsAUsageError) {
+  for (const char* verb : {"probe", "plan"}) {
+    for (const char* bad : {"/../../etc", "/a/../b", "/a/./b"}) {
+      const auto r = run_command({HOSTFIT_BIN, verb, "--cgroup", bad});
+      EXPECT_EQ(r.exit_code, 2) << verb << " " << bad << ": " << r.err;
+      EXPECT_NE(r.err.find(std::string("bad cgroup path '") + bad + "'"), std::string::npos)
+          << r.err;
+    }
+  }
+}
+
+TEST(ProbeCliTest, BytesThatAreNotUtf8AreEscapedInTableAndJson) {
+  fixtures::Shape s;
+  s.cgroup_chain = {fixtures::CgroupLevel{.name = "l0", .cpu_max = "150000 100000"}};
+  s.cgroup_view.mount_base = "/sys/fs/cgroup\xff";
+  fixtures::TempDir dir;
+  ASSERT_TRUE(fixtures::write_sysroot(dir.path(), s));
+  const auto j =
+      run_command({HOSTFIT_BIN, "probe", "--sysroot", dir.path().string(), "-o", "json"});
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  const auto parsed = nlohmann::json::parse(j.out);
+  EXPECT_EQ(parsed["cgroup"]["controllers"]["cpu"]["dir"], "/sys/fs/cgroup\\377/l0");
+  EXPECT_DOUBLE_EQ(parsed["cpu"]["effective"].get<double>(), 1.5);
+  const auto t = run_command({HOSTFIT_BIN, "probe", "--sysroot", dir.path().string()});
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_NE(t.out.find("/sys/fs/cgroup\\377/l0"), std::string::npos) << t.out;
+  EXPECT_EQ(t.out.find('\xff'), std::string::npos);
+}
+
 TEST(ProbeCliTest, HelpTeachesAndExitsZero) {
   const auto r = run_command({HOSTFIT_BIN, "probe", "--help"});
   EXPECT_EQ(r.exit_code, 0);

@@ -58,9 +58,14 @@ TEST(EffectiveCpusTest, V1QuotaOfMinusOneIsUnlimited) {
   s.cgroup_chain = {CgroupLevel{.name = "l0", .cpu_max = "max 100000"}};
   fixtures::TempDir dir;
   const HostFacts f = probe(s, dir);
-  ASSERT_EQ(f.cpu.quotas.size(), 1u);
-  EXPECT_EQ(f.cpu.quotas[0].raw, "-1 100000");
-  EXPECT_FALSE(f.cpu.quotas[0].quota_us.has_value());
+  // v1's root has cpu.cfs_quota_us too (always -1): it is read like every visible level.
+  ASSERT_EQ(f.cpu.quotas.size(), 2u);
+  EXPECT_EQ(f.cpu.quotas[0].cgroup, "/");
+  EXPECT_EQ(f.cpu.quotas[1].cgroup, "/l0");
+  for (const auto& q : f.cpu.quotas) {
+    EXPECT_EQ(q.raw, "-1 100000");
+    EXPECT_FALSE(q.quota_us.has_value());
+  }
   EXPECT_DOUBLE_EQ(f.cpu.effective, 32);
   EXPECT_EQ(f.cpu.binding_kind, CpuBinding::kOnline);
 }
