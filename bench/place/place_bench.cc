@@ -1,5 +1,7 @@
 // Placement decisions per second: balanced and compact on the incident's 384-CPU/24-node host
-// and on a 256-CPU/64-node host, with an empty ledger and with a ledger that holds about half.
+// and on a 256-CPU/64-node host, with an empty ledger and with a ledger that holds about half;
+// for the engine on main before issue 16 (engine_before.cc), today's place() and a prepared
+// PlacementEngine, in one run.
 #include <benchmark/benchmark.h>
 
 #include <memory>
@@ -9,7 +11,13 @@
 #include "sysroot_builder.h"
 
 namespace hostfit {
+namespace before {
+Result<Placement> place(const Topology& topology, const CpuSet& allowed, const Ledger& ledger,
+                        const PlacementRequest& request);
+}  // namespace before
 namespace {
+
+enum Engine { kBefore = 0, kPlace = 1, kPrepared = 2 };
 
 struct Host {
   Topology topology;
@@ -50,15 +58,27 @@ const Host& host_256x64() {
   return h;
 }
 
-void run(benchmark::State& state, const Host& host, PlacementPolicy policy, int cpus,
-         bool half_held) {
+void run(benchmark::State& state, const Host& host, PlacementPolicy policy, int cpus) {
   PlacementRequest req;
   req.cpus = cpus;
   req.policy = policy;
   const Ledger empty;
-  const Ledger& ledger = half_held ? host.half_held : empty;
+  const Ledger& ledger = state.range(0) ? host.half_held : empty;
+  const auto engine = static_cast<Engine>(state.range(1));
+  const PlacementEngine prepared(host.topology);
   for (auto _ : state) {
-    auto p = place(host.topology, host.allowed, ledger, req);
+    Result<Placement> p;
+    switch (engine) {
+      case kBefore:
+        p = before::place(host.topology, host.allowed, ledger, req);
+        break;
+      case kPlace:
+        p = place(host.topology, host.allowed, ledger, req);
+        break;
+      case kPrepared:
+        p = prepared.place(host.allowed, ledger, req);
+        break;
+    }
     if (!p) {
       state.SkipWithError(p.error().message.c_str());
       return;
@@ -69,21 +89,22 @@ void run(benchmark::State& state, const Host& host, PlacementPolicy policy, int 
 }
 
 void BM_Balanced384(benchmark::State& s) {
-  run(s, host_384(), PlacementPolicy::kBalanced, 48, s.range(0));
+  run(s, host_384(), PlacementPolicy::kBalanced, 48);
 }
 void BM_Compact384(benchmark::State& s) {
-  run(s, host_384(), PlacementPolicy::kCompact, 48, s.range(0));
+  run(s, host_384(), PlacementPolicy::kCompact, 48);
 }
 void BM_Balanced256x64(benchmark::State& s) {
-  run(s, host_256x64(), PlacementPolicy::kBalanced, 16, s.range(0));
+  run(s, host_256x64(), PlacementPolicy::kBalanced, 16);
 }
 void BM_Compact256x64(benchmark::State& s) {
-  run(s, host_256x64(), PlacementPolicy::kCompact, 16, s.range(0));
+  run(s, host_256x64(), PlacementPolicy::kCompact, 16);
 }
-BENCHMARK(BM_Balanced384)->Arg(0)->Arg(1);
-BENCHMARK(BM_Compact384)->Arg(0)->Arg(1);
-BENCHMARK(BM_Balanced256x64)->Arg(0)->Arg(1);
-BENCHMARK(BM_Compact256x64)->Arg(0)->Arg(1);
+// Args: {ledger half held?, engine}.
+BENCHMARK(BM_Balanced384)->ArgsProduct({{0, 1}, {kBefore, kPlace, kPrepared}});
+BENCHMARK(BM_Compact384)->ArgsProduct({{0, 1}, {kBefore, kPlace, kPrepared}});
+BENCHMARK(BM_Balanced256x64)->ArgsProduct({{0, 1}, {kBefore, kPlace, kPrepared}});
+BENCHMARK(BM_Compact256x64)->ArgsProduct({{0, 1}, {kBefore, kPlace, kPrepared}});
 
 }  // namespace
 }  // namespace hostfit

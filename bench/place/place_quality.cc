@@ -16,6 +16,10 @@
 #include "sysroot_builder.h"
 
 namespace hostfit {
+namespace before {
+Result<Placement> place(const Topology& topology, const CpuSet& allowed, const Ledger& ledger,
+                        const PlacementRequest& request);
+}  // namespace before
 namespace {
 
 struct Op {
@@ -106,8 +110,13 @@ int min_nodes(const Topology& t, const CpuSet& free, int n) {
   return 0;
 }
 
+enum class Engine { kBaseline, kBefore, kHostfit };
+
 nlohmann::json run(const Topology& t, const CpuSet& allowed, const std::vector<Op>& ops,
-                   bool use_hostfit) {
+                   Engine engine) {
+  const bool use_hostfit = engine != Engine::kBaseline;
+  const PlacementEngine prepared(t);
+  int identical = 0;  // kHostfit: decisions equal to main's engine on the same ledger
   Ledger ledger;
   std::map<std::string, std::vector<int>> instance_nodes;
   std::mt19937 rng(99);
@@ -125,7 +134,13 @@ nlohmann::json run(const Topology& t, const CpuSet& allowed, const std::vector<O
     if (use_hostfit) {
       PlacementRequest req;
       req.cpus = op.cpus;
-      auto p = place(t, allowed, ledger, req);
+      auto p = engine == Engine::kBefore ? before::place(t, allowed, ledger, req)
+                                         : prepared.place(allowed, ledger, req);
+      if (engine == Engine::kHostfit) {
+        auto b = before::place(t, allowed, ledger, req);
+        if (p.has_value() == b.has_value() && (!p || (p->cpus == b->cpus && p->mems == b->mems)))
+          ++identical;
+      }
       if (!p) {
         ++s.refused;
         continue;
@@ -177,7 +192,11 @@ nlohmann::json run(const Topology& t, const CpuSet& allowed, const std::vector<O
     ++s.spread_samples;
   }
   const double placed = std::max(1, s.placed);
-  return {{"engine", use_hostfit ? "hostfit balanced" : "baseline (container manager rule)"},
+  const char* names[] = {"baseline (container manager rule)", "hostfit balanced, main (before)",
+                         "hostfit balanced"};
+  return {{"engine", names[static_cast<int>(engine)]},
+          {"identical_to_before",
+           engine == Engine::kHostfit ? nlohmann::json(identical) : nlohmann::json(nullptr)},
           {"requests", s.placed + s.refused},
           {"placed", s.placed},
           {"refused", s.refused},
@@ -228,8 +247,8 @@ int main(int argc, char** argv) {
     for (const auto& n : t.numa_nodes)
       allowed |= n.cpus;
     const auto ops = make_sequence(allowed.count(), length, 2024);
-    for (const bool use_hostfit : {false, true}) {
-      nlohmann::json row = run(t, allowed, ops, use_hostfit);
+    for (const Engine engine : {Engine::kBaseline, Engine::kBefore, Engine::kHostfit}) {
+      nlohmann::json row = run(t, allowed, ops, engine);
       row["host"] = uneven ? "384-CPU/24-node, every other node 12 CPUs (" +
                                  std::to_string(allowed.count()) + " online)"
                            : "384-CPU/24-node";

@@ -2,6 +2,7 @@
 // and limits, and Sysroot, the one door to /proc, /sys and cgroupfs.
 #pragma once
 
+#include <bit>
 #include <chrono>
 #include <cstdint>
 #include <expected>
@@ -117,6 +118,14 @@ class CpuSet {
   int first() const;  // lowest id, -1 when empty
   int last() const;   // highest id, -1 when empty
   std::vector<int> ids() const;
+  // Calls f(id) for every id, ascending, without allocating (for hot loops over large sets).
+  template <class F>
+  void for_each(F&& f) const {
+    for (size_t w = 0; w < words_.size(); ++w) {
+      for (uint64_t bits = words_[w]; bits != 0; bits &= bits - 1)
+        f(static_cast<int>(w * 64) + std::countr_zero(bits));
+    }
+  }
   bool is_subset_of(const CpuSet& other) const;
 
   CpuSet& operator&=(const CpuSet& other);

@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
@@ -72,6 +73,7 @@ struct Placement {
   int split_cores = 0;          // cores of which the placement took some SMT siblings, not all
   bool full_cores = false;      // placed as whole cores only
   PlacementPolicy policy = PlacementPolicy::kBalanced;
+  std::vector<std::string> warnings;  // e.g. --mems that leaves out a node of the placed CPUs
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -137,17 +139,81 @@ CpuSet placeable_cpus(const HostFacts& facts);
 // Memory nodes it may bind to: the cpuset's mems, or empty (= all) when unknown.
 CpuSet placeable_mems(const HostFacts& facts);
 
-// Places the request on CPUs of `allowed` that no hold of `ledger` has. Pure and deterministic.
+// Places the request on CPUs of `allowed` that no hold of `ledger` has. CPUs in
+// `shared_with_others` (pinned by other tools, not exclusively) are a cost: nodes and cores
+// without them are preferred. Pure and deterministic.
 // Errors: kUsage for a malformed request (count 0, unknown node, bad mems); kResource when it
 // does not fit, saying what is free per node ("cannot place 48 CPUs: 40 free (node 3: 16, ...)").
 // CPUs in no NUMA node (e.g. of an offline node) are never handed out.
 Result<Placement> place(const Topology& topology, const CpuSet& allowed, const Ledger& ledger,
-                        const PlacementRequest& request);
+                        const PlacementRequest& request, const CpuSet& shared_with_others = {});
+
+// place() with the topology indexed once, for callers that make many decisions on one host (the
+// daemon, benchmarks): the same placements, without re-reading the topology each time.
+// Immutable after construction; place() may be called from several threads at once.
+class PlacementEngine {
+ public:
+  explicit PlacementEngine(const Topology& topology);
+  Result<Placement> place(const CpuSet& allowed, const Ledger& ledger,
+                          const PlacementRequest& request,
+                          const CpuSet& shared_with_others = {}) const;
+
+  struct Index;  // defined in src/place/engine.cc
+
+ private:
+  std::shared_ptr<const Index> index_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Pins that hostfit did not make
+
+// CPUs another tool pinned: a cpuset cgroup whose CPUs differ from its parent's (a container, a
+// systemd unit with AllowedCPUs=, a v2 partition), or a process whose affinity leaves out some
+// of the CPUs hostfit may place on (taskset, numactl).
+struct ForeignPin {
+  std::string holder;      // "(/docker/abc)": the cgroup path, or "(pid 42 sleep)"
+  std::string source;      // the file read, e.g. "/sys/fs/cgroup/cpuset/docker/abc/cpuset.cpus"
+  CpuSet cpus;             // CPUs it runs on
+  CpuSet mems;             // memory nodes, when known
+  bool exclusive = false;  // v1 cpuset.cpu_exclusive, a v2 partition root or cpuset.cpus.exclusive
+};
+
+struct ForeignPins {
+  std::vector<ForeignPin> pins;       // cgroups in hierarchy order, then processes by pid
+  std::vector<std::string> warnings;  // parts that could not be read, and why
+  CpuSet exclusive() const;           // CPUs held exclusively by others: never handed out
+  CpuSet shared() const;              // CPUs others pin without exclusivity, minus exclusive()
+};
+
+// Reads every cpuset cgroup (v1 cpuset hierarchy, v2 with the cpuset controller) whose CPUs
+// differ from its parent's, and the processes whose affinity narrows below `placeable`. Leaves
+// out the probed process's own cgroup chain, its own pid, kernel threads, and pins inside
+// `held` (hostfit's own groups, recorded in the ledger). Never fails: unreadable parts are
+// skipped and named in `warnings`.
+ForeignPins read_foreign_pins(const Sysroot& root, const HostFacts& facts, const CpuSet& held);
 
 // For `hostfit run` and the CLI: under the ledger lock, loads the ledger at path, places the
-// request for the probed process, records it for owner and saves. Nothing is written on error.
+// request for the probed process (never on CPUs others hold exclusively in `foreign`), records it
+// for owner and saves. Nothing is written on error.
 Result<Placement> place_and_hold(const std::filesystem::path& ledger_path, const HostFacts& facts,
-                                 const PlacementRequest& request, const std::string& owner);
+                                 const PlacementRequest& request, const std::string& owner,
+                                 const ForeignPins& foreign = {});
+
+// ---------------------------------------------------------------------------------------------
+// Rendering a placement for the tool that applies it
+
+struct RenderContext {
+  std::string instance = "NAME";  // incus: the instance to configure
+};
+struct Renderer {
+  std::string_view name;  // the -o word: "incus", "docker", "systemd", "numactl", "taskset"
+  std::string_view what;  // one line for --help
+  std::string (*render)(const Placement& placement, const RenderContext& context);
+};
+// The renderers, in the order --help lists them.
+const std::vector<Renderer>& renderers();
+// The renderer named `name`, or nullptr.
+const Renderer* find_renderer(std::string_view name);
 // Under the ledger lock, removes owner's hold and saves; the released hold is returned.
 Result<Hold> release_hold(const std::filesystem::path& ledger_path, const std::string& owner);
 

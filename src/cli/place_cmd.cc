@@ -20,8 +20,13 @@ struct PlaceOptions {
   std::string ledger;
   std::string release;
   bool show = false;
-  Format format = Format::kTable;
+  bool ignore_foreign = false;
+  std::string output = "table";  // table, json, or a renderer's name
 };
+
+bool json_output(const PlaceOptions& o) {
+  return o.output == "json";
+}
 
 std::string ledger_path(const PlaceOptions& o) {
   return o.ledger.empty() ? default_ledger_path().string() : o.ledger;
@@ -38,8 +43,21 @@ Result<HostFacts> probe(const PlaceOptions& o) {
   return facts;
 }
 
+std::string cpus_text(int n) {
+  return std::to_string(n) + (n == 1 ? " CPU" : " CPUs");
+}
+
+// Pins of other tools, unless --ignore-foreign; what could not be read is a warning on stderr.
+ForeignPins foreign_pins(const PlaceOptions& o, const HostFacts& facts, const Ledger& ledger) {
+  if (o.ignore_foreign) return {};
+  ForeignPins pins = read_foreign_pins(Sysroot(o.sysroot), facts, ledger.held());
+  for (const std::string& w : pins.warnings)
+    std::cerr << "hostfit: warning: " << w << "\n";
+  return pins;
+}
+
 void print_placement(const Placement& p, const std::string& owner, const std::string& path) {
-  std::cout << "placed " << p.cpus.count() << " CPUs (" << to_string(p.policy) << ", "
+  std::cout << "placed " << cpus_text(p.cpus.count()) << " (" << to_string(p.policy) << ", "
             << (p.full_cores ? "whole cores" : "single threads allowed") << ")";
   if (owner.empty()) {
     std::cout << "; not recorded (no --owner)\n";
@@ -50,7 +68,7 @@ void print_placement(const Placement& p, const std::string& owner, const std::st
   t.add({"  cpus", p.cpus.to_list()});
   t.add({"  mems", p.mems.to_list()});
   for (const auto& [id, n] : p.per_node)
-    t.add({"  node " + std::to_string(id), std::to_string(n) + " CPUs"});
+    t.add({"  node " + std::to_string(id), cpus_text(n)});
   char mean[32];
   std::snprintf(mean, sizeof mean, "%.1f", p.mean_distance);
   t.add({"  distance", std::to_string(p.distance_score) + " (sum over node pairs), " + mean +
@@ -65,48 +83,76 @@ int show(const PlaceOptions& o) {
   if (!ledger) return report(ledger.error());
   auto facts = probe(o);
   if (!facts) return report(facts.error());
+  const ForeignPins foreign = foreign_pins(o, *facts, *ledger);
   const CpuSet placeable = placeable_cpus(*facts);
   const CpuSet held = ledger->held();
+  const CpuSet pinned = foreign.exclusive();
+  const CpuSet shared = foreign.shared();
   nlohmann::json nodes = nlohmann::json::array();
   Table t;
-  t.add({"node", "cpus", "held", "free", "holders"});
+  t.add({"node", "cpus", "held", "pinned", "shared", "free", "holders"});
   for (const NumaNode& node : facts->topology.numa_nodes) {
     const int id = node.id;
     const CpuSet& cpus = node.cpus;
     if (cpus.empty()) continue;
     nlohmann::json holders = nlohmann::json::object();
     std::string holder_text;
-    for (const Hold& h : ledger->holds()) {
-      const int n = (h.cpus & cpus).count();
-      if (n == 0) continue;
-      holders[h.owner] = n;
-      holder_text += (holder_text.empty() ? "" : " ") + h.owner + ":" + std::to_string(n);
-    }
+    const auto add_holder = [&](const std::string& name, const CpuSet& set) {
+      const int n = (set & cpus).count();
+      if (n == 0) return;
+      holders[name] = n;
+      holder_text += (holder_text.empty() ? "" : " ") + name + ":" + std::to_string(n);
+    };
+    for (const Hold& h : ledger->holds())
+      add_holder(h.owner, h.cpus);
+    for (const ForeignPin& pin : foreign.pins)
+      add_holder(pin.holder, pin.cpus);
     const int held_here = (cpus & held).count();
-    const int free_here = ((cpus & placeable) - held).count();
+    const int pinned_here = ((cpus & pinned) - held).count();
+    const int shared_here = ((cpus & shared) - held).count();
+    const int free_here = (((cpus & placeable) - held) - pinned).count();
     nodes.push_back({{"id", id},
                      {"cpus", cpus.to_list()},
                      {"held", held_here},
+                     {"pinned", pinned_here},
+                     {"shared", shared_here},
                      {"free", free_here},
                      {"holders", holders}});
-    t.add({std::to_string(id), cpus.to_list(), std::to_string(held_here), std::to_string(free_here),
+    t.add({std::to_string(id), cpus.to_list(), std::to_string(held_here),
+           std::to_string(pinned_here), std::to_string(shared_here), std::to_string(free_here),
            holder_text.empty() ? "-" : holder_text});
   }
-  if (o.format == Format::kJson) {
+  nlohmann::json foreign_json = nlohmann::json::array();
+  for (const ForeignPin& pin : foreign.pins) {
+    foreign_json.push_back({{"holder", pin.holder},
+                            {"cpus", pin.cpus.to_list()},
+                            {"mems", pin.mems.to_list()},
+                            {"exclusive", pin.exclusive},
+                            {"source", pin.source}});
+  }
+  if (json_output(o)) {
     nlohmann::json j = ledger->to_json();
     j["ledger"] = path;
     j["nodes"] = nodes;
+    j["foreign"] = foreign_json;
     print_json(std::cout, j);
     return kExitOk;
   }
-  std::cout << "ledger " << path << ": " << ledger->holds().size() << " holds, " << held.count()
-            << " CPUs held\n";
+  const size_t n_holds = ledger->holds().size();
+  std::cout << "ledger " << path << ": " << n_holds << (n_holds == 1 ? " hold, " : " holds, ")
+            << cpus_text(held.count()) << " held; " << foreign.pins.size()
+            << (foreign.pins.size() == 1 ? " pin" : " pins") << " by other tools"
+            << (o.ignore_foreign ? " (not read: --ignore-foreign)" : "") << "\n";
   t.print(std::cout, "  ");
-  if (!ledger->holds().empty()) {
+  if (!ledger->holds().empty() || !foreign.pins.empty()) {
     Table holds;
-    holds.add({"owner", "cpus", "mems"});
+    holds.add({"owner", "cpus", "mems", "kind"});
     for (const Hold& h : ledger->holds())
-      holds.add({h.owner, h.cpus.to_list(), h.mems.to_list()});
+      holds.add({h.owner, h.cpus.to_list(), h.mems.to_list(), "ledger"});
+    for (const ForeignPin& pin : foreign.pins) {
+      holds.add({pin.holder, pin.cpus.to_list(), pin.mems.empty() ? "-" : pin.mems.to_list(),
+                 pin.exclusive ? "exclusive (never handed out)" : "shared (a cost)"});
+    }
     std::cout << "holds\n";
     holds.print(std::cout, "  ");
   }
@@ -117,7 +163,7 @@ int release(const PlaceOptions& o) {
   const std::string path = ledger_path(o);
   auto hold = release_hold(path, o.release);
   if (!hold) return report(hold.error());
-  if (o.format == Format::kJson) {
+  if (json_output(o)) {
     print_json(std::cout, {{"released", hold->owner},
                            {"cpus", hold->cpus.to_list()},
                            {"mems", hold->mems.to_list()},
@@ -156,17 +202,34 @@ int run_place(const PlaceOptions& o, bool cpus_given, bool cores_given) {
   auto facts = probe(o);
   if (!facts) return report(facts.error());
   const std::string path = ledger_path(o);
+  auto ledger = Ledger::load(path);
+  if (!ledger) return report(ledger.error());
+  const ForeignPins foreign = foreign_pins(o, *facts, *ledger);
   Result<Placement> placed;
   if (!o.owner.empty()) {
-    placed = place_and_hold(path, *facts, req, o.owner);
+    placed = place_and_hold(path, *facts, req, o.owner, foreign);
   } else {
-    auto ledger = Ledger::load(path);
-    if (!ledger) return report(ledger.error());
     req.allowed_mems = placeable_mems(*facts);
-    placed = place(facts->topology, placeable_cpus(*facts), *ledger, req);
+    placed = place(facts->topology, placeable_cpus(*facts) - foreign.exclusive(), *ledger, req,
+                   foreign.shared());
   }
-  if (!placed) return report(placed.error());
-  if (o.format == Format::kJson) {
+  if (!placed) {
+    const CpuSet pinned = foreign.exclusive() & placeable_cpus(*facts);
+    if (placed.error().kind != ErrorKind::kResource || pinned.empty())
+      return report(placed.error());
+    Error error = placed.error();
+    error.message += "; CPU" + std::string(pinned.count() == 1 ? " " : "s ") + pinned.to_list() +
+                     (pinned.count() == 1 ? " is" : " are") +
+                     " pinned exclusively by other tools (hostfit place --show names them)";
+    return report(error);
+  }
+  for (const std::string& w : placed->warnings)
+    std::cerr << "hostfit: warning: " << w << "\n";
+  if (const Renderer* r = find_renderer(o.output)) {
+    RenderContext context;
+    if (!o.owner.empty()) context.instance = o.owner;
+    std::cout << r->render(*placed, context);
+  } else if (json_output(o)) {
     nlohmann::json j = to_json(*placed);
     j["owner"] = o.owner.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.owner);
     j["recorded"] = !o.owner.empty();
@@ -217,12 +280,29 @@ void add_place_command(CLI::App& app, Commands& commands) {
       ->excludes(release)
       ->excludes(cpus)
       ->excludes(cores);
-  add_format_option(*cmd, opts->format, {Format::kTable, Format::kJson});
+  cmd->add_flag("--ignore-foreign", opts->ignore_foreign,
+                "Do not read the cpusets and affinities of other tools: hand out CPUs they pin");
+  std::string words = "table|json";
+  std::string help = "Output: table (default), json";
+  for (const Renderer& r : renderers()) {
+    words += "|" + std::string(r.name);
+    help += "; " + std::string(r.name) + ": " + std::string(r.what);
+  }
+  cmd->add_option("-o,--output", opts->output, help)
+      ->type_name(words)
+      ->check(CLI::Validator(
+          [words](std::string& value) -> std::string {
+            if (value == "table" || value == "json" || find_renderer(value)) return {};
+            return "'" + value + "' is not an output format (accepted: " + words + ")";
+          },
+          "", "format"));
   cmd->footer(
       "Offline, isolated and disallowed (outside this process's cpuset) CPUs are never handed "
-      "out.\n"
+      "out, nor CPUs that other tools pin exclusively (v1 cpuset.cpu_exclusive, v2 partitions).\n"
       "Examples:\n"
       "  hostfit place --cpus 48 --policy balanced --owner db -o json\n"
+      "  docker run $(hostfit place --cpus 4 -o docker) IMAGE\n"
+      "  numactl $(hostfit place --cpus 4 -o numactl) -- COMMAND\n"
       "  hostfit place --cores 8 --policy compact --mems near --owner cache\n"
       "  hostfit place --show\n"
       "  hostfit place --release db\n"

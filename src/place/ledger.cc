@@ -253,7 +253,8 @@ CpuSet placeable_mems(const HostFacts& facts) {
 }
 
 Result<Placement> place_and_hold(const std::filesystem::path& ledger_path, const HostFacts& facts,
-                                 const PlacementRequest& request, const std::string& owner) {
+                                 const PlacementRequest& request, const std::string& owner,
+                                 const ForeignPins& foreign) {
   if (auto ok = check_owner(owner); !ok) return fail(ok.error());
   auto lock = LedgerLock::acquire(ledger_path);
   if (!lock) return fail(lock.error());
@@ -267,7 +268,8 @@ Result<Placement> place_and_hold(const std::filesystem::path& ledger_path, const
   }
   PlacementRequest req = request;
   if (req.allowed_mems.empty()) req.allowed_mems = placeable_mems(facts);
-  auto placement = place(facts.topology, placeable_cpus(facts), *ledger, req);
+  auto placement = place(facts.topology, placeable_cpus(facts) - foreign.exclusive(), *ledger, req,
+                         foreign.shared());
   if (!placement) return placement;
   if (auto ok = ledger->hold(owner, placement->cpus, placement->mems); !ok) return fail(ok.error());
   if (auto ok = ledger->save(ledger_path); !ok) return fail(ok.error());

@@ -87,6 +87,7 @@ nlohmann::json to_json(const Placement& p) {
       {"split_cores", p.split_cores},
       {"smt", p.full_cores ? "full-cores" : "any"},
       {"policy", to_string(p.policy)},
+      {"warnings", p.warnings},
   };
 }
 

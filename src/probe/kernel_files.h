@@ -42,6 +42,8 @@ inline constexpr std::string_view kV2MemoryHigh = "memory.high";
 inline constexpr std::string_view kV2MemoryCurrent = "memory.current";
 inline constexpr std::string_view kV2CpusEffective = "cpuset.cpus.effective";
 inline constexpr std::string_view kV2MemsEffective = "cpuset.mems.effective";
+inline constexpr std::string_view kV2CpusPartition = "cpuset.cpus.partition";  // member|root|...
+inline constexpr std::string_view kV2CpusExclusive = "cpuset.cpus.exclusive";  // Linux 6.7+
 
 // cgroup v1
 inline constexpr std::string_view kV1CfsQuota = "cpu.cfs_quota_us";
@@ -52,6 +54,7 @@ inline constexpr std::string_view kV1CpusEffective = "cpuset.effective_cpus";
 inline constexpr std::string_view kV1Cpus = "cpuset.cpus";
 inline constexpr std::string_view kV1MemsEffective = "cpuset.effective_mems";
 inline constexpr std::string_view kV1Mems = "cpuset.mems";
+inline constexpr std::string_view kV1CpuExclusive = "cpuset.cpu_exclusive";
 
 // Both
 inline constexpr std::string_view kPidsMax = "pids.max";
