@@ -139,6 +139,8 @@ void Table::print(std::ostream& out, std::string_view indent) const {
   }
 }
 
+namespace {
+
 Result<RuntimeProfile> load_profile(const std::string& file) {
   std::ifstream in(file);
   if (!in) {
@@ -153,6 +155,16 @@ Result<RuntimeProfile> load_profile(const std::string& file) {
                 "--profile " + file + ": not JSON; give the output of `hostfit calibrate -o json`");
   }
   return profile_from_json(json, "--profile " + file);
+}
+
+}  // namespace
+
+Result<RuntimeProfile> runtime_from_flags(const std::string& profile_file,
+                                          const std::string& runtime) {
+  if (!profile_file.empty()) return load_profile(profile_file);
+  auto found = find_runtime(runtime.empty() ? "none" : runtime);
+  if (!found) return fail(found.error().wrap("bad --runtime"));
+  return *found;
 }
 
 }  // namespace hostfit::cli

@@ -53,9 +53,10 @@ CLI::Validator cpu_list_validator();
 
 void print_json(std::ostream& out, const nlohmann::json& j);
 
-// The runtime profile in FILE, as `hostfit calibrate -o json` writes it (for --profile). kUsage
-// errors name the file and what is wrong with it.
-Result<RuntimeProfile> load_profile(const std::string& file);
+// The sandbox runtime that --profile FILE (as `hostfit calibrate -o json` writes it) or else
+// --runtime NAME names; "none" when neither is given. kUsage errors name the file or the name.
+Result<RuntimeProfile> runtime_from_flags(const std::string& profile_file,
+                                          const std::string& runtime);
 
 // Left-aligned columns separated by two spaces; the first row is the header when has_header.
 class Table {

@@ -51,17 +51,9 @@ Result<WorkloadShape> shape_from(const PlanOptions& o) {
   WorkloadShape shape;
   const auto count = [](const std::string& text, std::string_view flag, uint64_t min,
                         uint64_t max) { return parse_count(text, flag, min, max); };
-  if (!o.profile.empty()) {
-    auto profile = load_profile(o.profile);
-    if (!profile) return fail(profile.error());
-    shape.runtime = *profile;
-  } else if (!o.runtime.empty()) {
-    auto runtime = find_runtime(o.runtime);
-    if (!runtime) return fail(runtime.error());
-    shape.runtime = *runtime;
-  } else {
-    shape.runtime = *find_runtime("none");
-  }
+  auto runtime = runtime_from_flags(o.profile, o.runtime);
+  if (!runtime) return fail(runtime.error());
+  shape.runtime = *runtime;
   const auto size = [](const std::string& text) -> Result<std::optional<uint64_t>> {
     if (text.empty()) return std::optional<uint64_t>();
     auto v = parse_bytes(text);

@@ -86,16 +86,9 @@ std::string cache_line(const std::string& name, const CacheController& c) {
 // that {workers} and {instances} carry the instance budget and not only the CPUs.
 Result<WorkloadShape> to_shape(const RunOptions& o) {
   WorkloadShape shape;
-  shape.runtime = *find_runtime("none");
-  if (!o.profile.empty()) {
-    auto profile = load_profile(o.profile);
-    if (!profile) return fail(profile.error());
-    shape.runtime = *profile;
-  } else if (!o.runtime.empty()) {
-    auto runtime = find_runtime(o.runtime);
-    if (!runtime) return fail(runtime.error().wrap("bad --runtime"));
-    shape.runtime = *runtime;
-  }
+  auto runtime = runtime_from_flags(o.profile, o.runtime);
+  if (!runtime) return fail(runtime.error());
+  shape.runtime = *runtime;
   const bool sandbox = shape.runtime.name != "none";
   if (!o.plugins.empty()) {
     if (!sandbox) {
