@@ -69,9 +69,11 @@ TEST_F(Gateway, TooManyWorkersDieWithV8sErrorAndHostfitRunSizesThemToFit) {
     ASSERT_TRUE(code.has_value()) << "wasmgw neither failed nor started: " << gw.out;
     EXPECT_NE(*code, 0) << gw.out;
     EXPECT_TRUE(gw.out.find("listening") == std::string::npos) << gw.out;
-    // V8's own words: a fatal out-of-memory (abort) or the RangeError of WebAssembly.Instance.
+    // V8's own words: a fatal out-of-memory ("Fatal process OOM in Failed to reserve virtual memory
+    // for CodeRange"), a failed SetPermissions check, or the RangeError of WebAssembly.Instance.
     EXPECT_TRUE(std::regex_search(
-        gw.err, std::regex("Fatal (process out of memory|javascript OOM)|Out of memory")))
+        gw.err, std::regex("Fatal (process out of memory|process OOM|javascript OOM)|Out of memory|"
+                           "Check failed: .*SetPermissions")))
         << "exit " << *code << ", stderr: " << gw.err;
     std::cout << "wasmgw --concurrency " << crash_workers << " (" << crash_workers * 8
               << " instances, vm.max_map_count " << max_maps << "): exit " << *code << ": "
