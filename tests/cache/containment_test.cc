@@ -23,6 +23,7 @@
 #include "command.h"
 #include "hostfit/cache.h"
 #include "hostfit/probe.h"
+#include "scratch_group.h"
 #include "sysroot_builder.h"
 
 namespace hostfit {
@@ -51,12 +52,7 @@ struct Host {
   }
 };
 
-void drop_cache(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-  ::close(fd);
-}
+using testing_cache::drop_cache;
 
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);
@@ -176,24 +172,10 @@ class CacheBudgetTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new fixtures::TempDir();
     file_ = (dir_->path() / "layer.bin").string();
-    std::vector<char> block(kMiB);
-    uint64_t x = 15;  // xorshift64: cheap bytes that no block repeats
-    std::ofstream out(file_, std::ios::binary);
-    for (uint64_t i = 0; i < kFileBytes / kMiB; ++i) {
-      for (size_t j = 0; j < block.size(); j += 8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        const uint64_t v = x;
-        std::memcpy(block.data() + j, &v, 8);
-      }
-      out.write(block.data(), static_cast<std::streamsize>(block.size()));
-    }
-    out.close();
+    testing_cache::write_random_file(file_, kFileBytes, 15);
     twice_sha_ =
         fixtures::run_command({"sh", "-c", "cat '" + file_ + "' '" + file_ + "' | sha256sum"})
             .out.substr(0, 64);
-    ::sync();
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -202,14 +184,8 @@ class CacheBudgetTest : public ::testing::Test {
   void SetUp() override {
     if (!host_.usable) GTEST_SKIP() << "needs root and a memory cgroup controller";
     if (twice_sha_.size() != 64) GTEST_SKIP() << "sha256sum is not available";
-    drop_cache(file_);
-    const int fd = ::open(file_.c_str(), O_RDONLY | O_CLOEXEC);
-    ASSERT_GE(fd, 0);
-    const auto r = file_residency(fd, 0, kFileBytes);
-    ::close(fd);
-    ASSERT_TRUE(r) << r.error().message;
-    if (r->resident_pages > r->total_pages / 100)
-      GTEST_SKIP() << file_ << " stays in memory when dropped (tmpfs?): it cannot be page cache";
+    if (const auto why = testing_cache::drop_to_cold(file_, kFileBytes); !why.empty())
+      GTEST_SKIP() << why;
   }
   void TearDown() override {
     if (!file_.empty()) drop_cache(file_);

@@ -19,6 +19,7 @@
 #include "command.h"
 #include "hostfit/cache.h"
 #include "hostfit/probe.h"
+#include "scratch_group.h"
 #include "sysroot_builder.h"
 
 namespace hostfit {
@@ -46,12 +47,7 @@ struct Host {
   }
 };
 
-void drop_cache(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-  ::close(fd);
-}
+using testing_cache::drop_cache;
 
 nlohmann::json read_report(const std::filesystem::path& path) {
   std::ifstream in(path);
@@ -104,19 +100,8 @@ class OneGiBFileTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new fixtures::TempDir();
     file_ = (dir_->path() / "layer.bin").string();
-    std::vector<char> block(kMiB);
-    std::mt19937_64 rng(7);
-    std::ofstream out(file_, std::ios::binary);
-    for (uint64_t i = 0; i < kGiB / kMiB; ++i) {
-      for (size_t j = 0; j < block.size(); j += 8) {
-        const uint64_t v = rng();
-        std::memcpy(block.data() + j, &v, 8);
-      }
-      out.write(block.data(), static_cast<std::streamsize>(block.size()));
-    }
-    out.close();
+    testing_cache::write_random_file(file_, kGiB, 7);
     sha256_ = sha256_of(run_command({"openssl", "dgst", "-sha256", file_}).out);
-    ::sync();
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -125,15 +110,8 @@ class OneGiBFileTest : public ::testing::Test {
   void SetUp() override {
     if (!host_.usable) GTEST_SKIP() << "needs root and a memory cgroup controller";
     if (sha256_.size() != 64) GTEST_SKIP() << "openssl dgst -sha256 is not available";
-    drop_cache(file_);
-    const int fd = ::open(file_.c_str(), O_RDONLY | O_CLOEXEC);
-    ASSERT_GE(fd, 0);
-    const auto r = file_residency(fd, 0, kGiB);
-    ::close(fd);
-    ASSERT_TRUE(r) << r.error().message;
-    if (r->resident_pages > r->total_pages / 100) {
-      GTEST_SKIP() << file_ << " stays in memory when dropped (tmpfs?): it cannot be page cache";
-    }
+    if (const auto why = testing_cache::drop_to_cold(file_, kGiB); !why.empty())
+      GTEST_SKIP() << why;
   }
   // Hashes the file three times (openssl: SHA-NI fast, so the test is bound by the reads) under
   // hostfit run; returns the run's result.

@@ -7,6 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -90,6 +93,43 @@ inline void drop_cache(const std::string& path) {
   if (fd < 0) return;
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
   ::close(fd);
+}
+
+// Writes `bytes` (a whole number of MiB) of pseudo-random data to path, no two blocks alike, and
+// syncs it so that dropping its cache afterwards really empties it.
+inline void write_random_file(const std::string& path, uint64_t bytes, uint64_t seed) {
+  std::vector<char> block(kMiB);
+  std::mt19937_64 rng(seed);
+  std::ofstream out(path, std::ios::binary);
+  for (uint64_t i = 0; i < bytes / kMiB; ++i) {
+    for (size_t j = 0; j < block.size(); j += 8) {
+      const uint64_t v = rng();
+      std::memcpy(block.data() + j, &v, 8);
+    }
+    out.write(block.data(), static_cast<std::streamsize>(block.size()));
+  }
+  out.close();
+  ::sync();
+}
+
+// Drops path's page cache. Empty when the file really left memory, else why it cannot stand for
+// page cache in a test (a file on tmpfs stays resident); a file that cannot be read is a failure.
+inline std::string drop_to_cold(const std::string& path, uint64_t bytes) {
+  drop_cache(path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    ADD_FAILURE() << "cannot open " << path;
+    return "cannot open " + path;
+  }
+  const auto r = file_residency(fd, 0, bytes);
+  ::close(fd);
+  if (!r) {
+    ADD_FAILURE() << r.error().message;
+    return r.error().message;
+  }
+  if (r->resident_pages > r->total_pages / 100)
+    return path + " stays in memory when dropped (tmpfs?): it cannot be page cache";
+  return "";
 }
 
 }  // namespace hostfit::testing_cache
