@@ -29,7 +29,9 @@
 namespace hostfit {
 
 // Workload group names: 1..64 characters of [A-Za-z0-9._-], not starting with '.' or '_' (those are
-// hostfit's own), so never "/", "." or "..". The error names the bad name and what is accepted.
+// hostfit's own), so never "/", "." or "..", and never the name of a file the kernel puts in a
+// cgroup directory ("tasks", "notify_on_release", "release_agent", "<controller>.<file>" such as
+// "cgroup.procs" or "memory.max"). The error names the bad name and what is accepted.
 Status validate_cgroup_name(std::string_view name);
 
 // What to limit. Unset fields are left as the kernel made them (unlimited, or for v1 cpusets a
@@ -51,6 +53,9 @@ struct CgroupDir {
   std::string cgroup;                    // path inside the hierarchy: "/a/hostfit/etl"
   std::string dir;                       // its target path: "/sys/fs/cgroup/memory/a/hostfit/etl"
   bool v2 = false;
+  // The directory create() made (zero when unknown): remove() kills and removes only while the
+  // path still names it, never a group of the same name made since by someone else.
+  FileId id{};
 };
 
 // A created group. Plain data: removing it is the driver's job (see CgroupGuard for RAII).
@@ -103,8 +108,9 @@ class CgroupDriver {
   // by an earlier hostfit that was killed. Returns the names of the groups removed.
   virtual Result<std::vector<std::string>> prepare() = 0;
   // Makes <parent>/<name> in every hierarchy, afresh: an empty leftover of that name is removed
-  // first. kResource when a group of that name has processes or belongs to another live hostfit;
-  // on any error nothing is left behind. Until remove() or settle() the group is shielded (a
+  // first. kResource, with nothing changed, when a group of that name is busy in any hierarchy:
+  // it has processes or child groups, or belongs to another live hostfit; on any error nothing
+  // is left behind. Until remove() or settle() the group is shielded (a
   // shared flock on its directories) from the sweep of any other hostfit's prepare(), even while
   // it is empty between its workload's end and remove().
   virtual Result<Cgroup> create(std::string_view name) = 0;
@@ -122,7 +128,8 @@ class CgroupDriver {
   virtual Result<OomCounters> oom_counters(const Cgroup& group) const = 0;
   virtual Result<std::unique_ptr<OomWatch>> watch_oom(const Cgroup& group) const = 0;
 
-  // SIGKILLs what is left in the group and removes its directories (children first). Idempotent.
+  // SIGKILLs what is left in the group and removes its directories. Idempotent. A directory whose
+  // path names another directory now (Cgroup::dirs[i].id changed) is not ours and left alone.
   virtual Status remove(const Cgroup& group) = 0;
   // Removes the default "<own>/hostfit" parents when no group and no hostfit is left in them
   // (best effort: a parent still in use by another hostfit stays). A --cgroup-parent stays.

@@ -204,6 +204,30 @@ std::optional<double> parse_double(std::string_view s);              // plain de
 std::map<std::string, uint64_t, std::less<>> parse_keyed_numbers(std::string_view text);
 
 // ---------------------------------------------------------------------------------------------
+// Files
+
+// How read_regular_file treats what it finds.
+struct ReadLimits {
+  size_t max_bytes = 4 << 20;
+  bool follow_symlinks = true;  // false: a symbolic link as the last component is refused
+  bool truncate = true;         // false: a file longer than max_bytes is an error, not cut there
+};
+
+// A whole file, only if it is a regular file. A FIFO, device or socket is refused at once, never
+// opened for blocking reads, so a planted FIFO cannot hang hostfit and /dev/zero cannot fill its
+// memory; a directory is an error naming EISDIR. ENOENT errors keep kNotFound and the errno.
+Result<std::string> read_regular_file(const std::filesystem::path& path,
+                                      const ReadLimits& limits = {});
+
+// What identifies a file while it exists: a removed directory never comes back under the same
+// (device, inode), so a path whose FileId changed names something else now.
+struct FileId {
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  friend bool operator==(const FileId&, const FileId&) = default;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Sysroot
 
 // What a Sysroot handed out while recording (for `hostfit probe --capture`), by target path.
@@ -227,11 +251,14 @@ class Sysroot {
   // The real path of an absolute target path: "/proc/meminfo" -> ROOT/proc/meminfo.
   std::filesystem::path path(std::string_view target_path) const;
 
-  // Whole file (at most max_bytes). Errors name the real path and the errno text.
+  // Whole file (at most max_bytes) through read_regular_file: a FIFO or device planted in a
+  // --sysroot tree is refused, not read. Errors name the real path and the errno text.
   Result<std::string> read(std::string_view target_path, size_t max_bytes = 4 << 20) const;
   // read(), trimmed of surrounding whitespace; an empty file is an error ("... is empty").
   Result<std::string> read_value(std::string_view target_path) const;
   bool exists(std::string_view target_path) const;
+  // The identity of the file or directory at a target path now (stat(2)).
+  Result<FileId> file_id(std::string_view target_path) const;
   bool is_dir(std::string_view target_path) const;
   // Entry names of a directory, sorted.
   Result<std::vector<std::string>> list(std::string_view target_dir) const;

@@ -10,7 +10,9 @@
 // the same input gives the same placement. docs/place.md explains the policies and the algorithm.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
@@ -83,23 +85,34 @@ struct Hold {
   std::string owner;
   CpuSet cpus;
   CpuSet mems;
+  // The group of a hold made by `hostfit run` (its first directory's target path, as
+  // Cgroup::dirs[0].dir); "" for a hold made by `hostfit place`. Only holds with a group are
+  // released when that group is swept as a killed run's leftover.
+  std::string group{};
 };
 
 // A value type; not thread-safe. Owners are unique, and no CPU is held by two owners.
 class Ledger {
  public:
   // A ledger file; a missing file is an empty ledger. A file that is not a valid ledger is an
-  // error (kParse) naming the file and the problem; nothing is changed on disk.
+  // error (kParse) naming the file and the problem; nothing is changed on disk. Only a regular
+  // file with one name is read (a symlink, a hard-linked file, a FIFO or a device is refused), and
+  // at most kMaxLedgerBytes of it. Linear in the number of holds.
   static Result<Ledger> load(const std::filesystem::path& path);
+  static constexpr size_t kMaxLedgerBytes = size_t{256} << 20;
   static Result<Ledger> from_json(const nlohmann::json& j);
   nlohmann::json to_json() const;
-  // Writes a temporary file next to path, fsyncs it and renames it over path (creating the
-  // directory), so readers see the old or the new ledger, never a half-written one.
+  // Writes a temporary file next to path (created O_EXCL, never through a planted link), fsyncs
+  // it and renames it over path, so readers see the old or the new ledger, never a half-written
+  // one. A new ledger is 0600 in a new directory of 0700; a save keeps the old file's mode and
+  // owner. Refuses a directory others may write to without the sticky bit, and a symlinked path.
   Status save(const std::filesystem::path& path) const;
 
-  // Records that owner holds cpus and mems. kUsage for an empty or duplicate owner name,
-  // kResource when a CPU is already held by someone else; the ledger is unchanged on error.
-  Status hold(const std::string& owner, const CpuSet& cpus, const CpuSet& mems);
+  // Records that owner holds cpus and mems (for `group`, when a run holds them). kUsage for an
+  // empty or duplicate owner name, kResource when a CPU is already held by someone else; the
+  // ledger is unchanged on error.
+  Status hold(const std::string& owner, const CpuSet& cpus, const CpuSet& mems,
+              const std::string& group = {});
   // Forgets owner's hold; kNotFound (naming the owners there are) when it has none.
   Status release(const std::string& owner);
 
@@ -114,11 +127,20 @@ class Ledger {
 // The ledger path: $HOSTFIT_LEDGER when set and not empty, else /run/hostfit/ledger.json.
 std::filesystem::path default_ledger_path();
 
-// An exclusive flock on PATH.lock (created with its directory) for one read-modify-write of the
-// ledger at PATH across hostfit processes. Released on destruction. Move-only.
+// How long hostfit waits for another process's ledger lock before giving up.
+inline constexpr std::chrono::milliseconds kLedgerLockWait{10000};
+
+// An exclusive flock on PATH.lock (created 0600 with its directory, never through a symlink) for
+// one read-modify-write of the ledger at PATH across hostfit processes. Released on destruction.
+// Move-only.
 class LedgerLock {
  public:
-  static Result<LedgerLock> acquire(const std::filesystem::path& ledger_path);
+  // Waits at most `wait` for a lock another process holds (kResource after that, naming the
+  // lock file). `cancelled` is asked while waiting; when it says true the wait ends with a
+  // kResource error saying so.
+  static Result<LedgerLock> acquire(const std::filesystem::path& ledger_path,
+                                    std::chrono::milliseconds wait = kLedgerLockWait,
+                                    const std::function<bool()>& cancelled = {});
   LedgerLock(LedgerLock&& other) noexcept;
   LedgerLock& operator=(LedgerLock&& other) noexcept;
   LedgerLock(const LedgerLock&) = delete;
@@ -195,9 +217,13 @@ ForeignPins read_foreign_pins(const Sysroot& root, const HostFacts& facts, const
 // For `hostfit run` and the CLI: under the ledger lock, loads the ledger at path, places the
 // request for the probed process (never on CPUs others hold exclusively in `foreign`), records it
 // for owner and saves. Nothing is written on error.
+// `group` is recorded in the hold (see Hold::group); `wait` and `cancelled` go to
+// LedgerLock::acquire.
 Result<Placement> place_and_hold(const std::filesystem::path& ledger_path, const HostFacts& facts,
                                  const PlacementRequest& request, const std::string& owner,
-                                 const ForeignPins& foreign = {});
+                                 const ForeignPins& foreign = {}, const std::string& group = {},
+                                 std::chrono::milliseconds wait = kLedgerLockWait,
+                                 const std::function<bool()>& cancelled = {});
 
 // ---------------------------------------------------------------------------------------------
 // Rendering a placement for the tool that applies it
@@ -216,6 +242,10 @@ const std::vector<Renderer>& renderers();
 const Renderer* find_renderer(std::string_view name);
 // Under the ledger lock, removes owner's hold and saves; the released hold is returned.
 Result<Hold> release_hold(const std::filesystem::path& ledger_path, const std::string& owner);
+// Releases owner's hold only when a run made it for `group` (Hold::group == group): what the sweep
+// of a killed run's leftover group may free. False, and nothing written, when there is none.
+Result<bool> release_group_hold(const std::filesystem::path& ledger_path, const std::string& owner,
+                                const std::string& group);
 
 // {"cpus": "0-7", "mems": "0", "nodes": [0], "per_node": {"0": 8}, "distance_score": 0, ...};
 // keys documented in docs/place.md.

@@ -115,6 +115,7 @@ struct WorkloadRequest {
   std::optional<PlacementPolicy> placement{};  // or CPUs chosen by `place` for ceil(cpus)
   std::vector<int> placement_nodes{};          // PlacementPolicy::kNodes
   std::filesystem::path ledger_path{};         // "" = default_ledger_path()
+  std::chrono::milliseconds ledger_wait = kLedgerLockWait;  // for another hostfit's ledger lock
   std::optional<uint64_t> memory_max_bytes{};
   std::optional<uint64_t> memory_high_bytes{};
   std::optional<uint64_t> pids_max{};
@@ -147,13 +148,16 @@ struct WorkloadRun {
 // before anything is created. kUsage errors name the flag, the value and what is accepted.
 Status validate_request(const HostFacts& self, const WorkloadRequest& request);
 
-// Runs the request: prepare the parents (sweeping leftovers and their placements), create the
+// Runs the request: prepare the parents (sweeping leftovers and the placements their runs made),
+// create the
 // group, place it (--placement, through the place ledger), limit it, size it with make_plan
 // (request.shape; its warnings, such as lowered workers, go to hooks.on_notice),
 // substitute {workers} {cpus} {instances} {cpuset} {mems} {memory_limit} in argv, export
 // plan_environment() plus HOSTFIT_NAME/CGROUP/CPUSET/MEMS/MEMORY_LIMIT, supervise, and release
 // the group and the placement on every path. Blocks until the workload
-// ends. A command that cannot be executed is a FAILED record, not an Error.
+// ends. A command that cannot be executed is a FAILED record, not an Error. A SIGINT, SIGTERM,
+// SIGHUP or SIGQUIT before the workload starts cancels the run: everything made so far is
+// removed and the error (kResource, errno EINTR) names the signal; nothing is forwarded later.
 Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
                                  const WorkloadRequest& request, const SuperviseHooks& hooks = {});
 

@@ -44,13 +44,6 @@ uint64_t thread_cpu_us() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
 }
 
-bool has_dot_dot(std::string_view path) {
-  for (std::string_view part : split(path, '/')) {
-    if (part == "..") return true;
-  }
-  return false;
-}
-
 // Raises the calling thread's scheduling priority for its lifetime, when it may.
 class RealTime {
  public:
@@ -116,11 +109,12 @@ Result<CacheGroup> cache_group_of(const Sysroot& root, const Cgroup& group) {
 
 Result<CacheGroup> cache_group_at(const Sysroot& root, const CgroupFacts& facts,
                                   std::string_view cgroup) {
-  if (!cgroup.starts_with('/') || has_dot_dot(cgroup)) {
-    return fail(ErrorKind::kUsage, "bad cgroup path '" + std::string(cgroup) +
-                                       "': give a path inside the hierarchy starting with '/' "
-                                       "and without '..', as in /proc/PID/cgroup");
+  if (!cgroup.starts_with('/')) {
+    return fail(ErrorKind::kUsage, "bad cgroup path '" + escape_bytes(cgroup, true) +
+                                       "': give a path starting with '/', as in /proc/PID/cgroup");
   }
+  auto normal = normalize_cgroup_path(cgroup);
+  if (!normal) return fail(normal.error());
   const ControllerPath* memory = facts.find("memory");
   if (memory == nullptr) {
     return fail(ErrorKind::kUnsupported, "no memory cgroup controller is mounted under " +
@@ -134,7 +128,7 @@ Result<CacheGroup> cache_group_at(const Sysroot& root, const CgroupFacts& facts,
     if (m.v2 && (m.primary || unified == nullptr)) unified = &m;
   }
   if (mount == nullptr) return fail(ErrorKind::kInternal, "no mount for " + memory->mount_point);
-  const std::string path(cgroup);
+  const std::string path = *normal;
   auto below = mount->locate(path);
   if (!below) return fail(below.error());
   CacheGroup g{join_path(memory->mount_point, *below), memory->v2, {}, path};

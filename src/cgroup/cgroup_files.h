@@ -1,6 +1,7 @@
 // Names of the cgroupfs files the drivers read and write, in one place (oomd's Fs:: constants).
 #pragma once
 
+#include <array>
 #include <string_view>
 
 namespace hostfit::cgfile {
@@ -12,6 +13,15 @@ inline constexpr std::string_view kPidsCurrent = "pids.current";
 inline constexpr std::string_view kMemoryStat = "memory.stat";
 inline constexpr std::string_view kCpusetCpus = "cpuset.cpus";
 inline constexpr std::string_view kCpusetMems = "cpuset.mems";
+
+// Files of every v1 cgroup directory whose names have no "<controller>." prefix
+inline constexpr std::string_view kV1Tasks = "tasks";
+inline constexpr std::string_view kV1NotifyOnRelease = "notify_on_release";
+inline constexpr std::string_view kV1ReleaseAgent = "release_agent";
+// The prefixes of "<prefix>.<file>" control files, v1 and v2 ("cgroup" for the core files).
+inline constexpr std::array<std::string_view, 16> kControlFilePrefixes = {
+    "blkio", "cgroup", "cpu",  "cpuacct", "cpuset",   "devices",    "freezer", "hugetlb",
+    "io",    "memory", "misc", "net_cls", "net_prio", "perf_event", "pids",    "rdma"};
 
 // cgroup v1
 inline constexpr std::string_view kV1CfsQuota = "cpu.cfs_quota_us";

@@ -80,6 +80,14 @@ Status validate_cgroup_name(std::string_view name) {
   if (name.size() > kMaxNameLength) return bad("it is longer than 64 characters");
   if (name.front() == '.' || name.front() == '_')
     return bad("names starting with '.' or '_' are reserved");
+  const std::string_view prefix = name.substr(0, name.find('.'));
+  const bool control_file =
+      name == cgfile::kV1Tasks || name == cgfile::kV1NotifyOnRelease ||
+      name == cgfile::kV1ReleaseAgent ||
+      (prefix.size() < name.size() &&
+       std::find(cgfile::kControlFilePrefixes.begin(), cgfile::kControlFilePrefixes.end(),
+                 prefix) != cgfile::kControlFilePrefixes.end());
+  if (control_file) return bad("it is the name of a cgroup control file");
   for (char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '.' || c == '_' || c == '-';
@@ -233,6 +241,21 @@ Status HierarchyDriver::make_group_dir(const std::string& dir) {
   return st;
 }
 
+std::string HierarchyDriver::busy_reason(const std::string& dir) const {
+  auto procs = procs_of(dir);
+  if (!procs) return "its processes cannot be read: " + procs.error().message;
+  if (!procs->empty()) return "it has processes (pid " + std::to_string(procs->front()) + ")";
+  if (auto entries = root_.list(dir)) {
+    for (const auto& entry : *entries) {
+      if (root_.is_dir(join_path(dir, entry))) return "it has child groups (" + entry + ")";
+    }
+  }
+  // Empty, but another live hostfit may hold it between its workload's end and remove().
+  if (!DirLock(root_.path(dir).string(), /*exclusive=*/true).held())
+    return "another hostfit is using it";
+  return "";
+}
+
 Result<Cgroup> HierarchyDriver::create(std::string_view name) {
   if (auto st = validate_cgroup_name(name); !st) return fail(st.error());
   if (hierarchies_.empty()) return fail(ErrorKind::kUnsupported, "no cgroup hierarchy to use");
@@ -242,24 +265,35 @@ Result<Cgroup> HierarchyDriver::create(std::string_view name) {
     parent_locks.push_back(std::make_unique<DirLock>(root_.path(p.dir).string(), false));
   Cgroup group;
   group.name = std::string(name);
-  std::vector<std::unique_ptr<DirLock>>& locks = held_[group.name];
-  const auto busy = [&](const CgroupDir& dir) {
-    (void)remove(group);
-    return fail(ErrorKind::kResource, "a workload named '" + group.name +
-                                          "' is already running in " +
-                                          root_.path(dir.dir).string() + " (pick another --name)");
+  const auto busy = [&](const CgroupDir& dir, const std::string& why) {
+    return fail(ErrorKind::kResource, "a cgroup named '" + group.name + "' is in use at " +
+                                          root_.path(dir.dir).string() + ": " + why +
+                                          "; hostfit changed nothing (pick another --name)");
   };
+  // First look everywhere and change nothing: a group busy in one hierarchy is refused whole.
+  std::vector<bool> leftover;
   for (const auto& h : hierarchies_) {
     const CgroupDir dir = h.dir(join_cgroup(h.parent, name));
-    bool exists = root_.is_dir(dir.dir);
-    if (exists) {
-      auto procs = procs_of(dir.dir);
-      if (procs && !procs->empty()) return busy(dir);
-      // Empty, but another live hostfit may hold it between its workload's end and remove().
-      if (!DirLock(root_.path(dir.dir).string(), /*exclusive=*/true).held()) return busy(dir);
-      // A leftover: start afresh so no old limit survives. (A generated tree keeps its files, so
+    leftover.push_back(root_.exists(dir.dir));
+    if (!leftover.back()) continue;
+    if (!root_.is_dir(dir.dir)) return busy(dir, "it is a file, not a group");
+    if (const std::string why = busy_reason(dir.dir); !why.empty()) return busy(dir, why);
+  }
+  std::vector<std::unique_ptr<DirLock>>& locks = held_[group.name];
+  for (size_t i = 0; i < hierarchies_.size(); ++i) {
+    const Hierarchy& h = hierarchies_[i];
+    CgroupDir dir = h.dir(join_cgroup(h.parent, name));
+    bool exists = false;
+    if (leftover[i]) {
+      // A leftover: start afresh so no old limit survives. rmdir fails if something moved in
+      // since the look above: then it is busy after all. (A generated tree keeps its files, so
       // there the directory is reused; set_limits writes every limit it is given again.)
-      exists = !root_.remove_dir(dir.dir);
+      auto st = root_.remove_dir(dir.dir);
+      if (!st && root_.is_host()) {
+        (void)remove(group);
+        return busy(dir, st.error().message);
+      }
+      exists = !st;
     }
     if (auto st = exists ? Status{} : make_group_dir(dir.dir); !st) {
       (void)remove(group);
@@ -269,6 +303,7 @@ Result<Cgroup> HierarchyDriver::create(std::string_view name) {
                       " (run as root, or pass --cgroup-parent a writable delegated subtree)",
                   st.error().sys_errno);
     }
+    if (auto id = root_.file_id(dir.dir)) dir.id = *id;
     group.dirs.push_back(dir);
     locks.push_back(std::make_unique<DirLock>(root_.path(dir.dir).string(), false));
     if (auto st = init_group_dir(h, dir); !st) {
@@ -531,17 +566,29 @@ Result<OomCounters> HierarchyDriver::oom_counters(const Cgroup& group) const {
   return c;
 }
 
-Status HierarchyDriver::kill_and_remove(const std::string& dir) {
-  if (!root_.is_dir(dir)) return {};
+bool HierarchyDriver::still_ours(const CgroupDir& dir) const {
+  if (dir.id == FileId{}) return true;
+  auto now = root_.file_id(dir.dir);
+  return now && *now == dir.id;
+}
+
+Status HierarchyDriver::kill_and_remove(const CgroupDir& dir) {
+  if (!root_.is_dir(dir.dir)) return {};
   const auto deadline = std::chrono::steady_clock::now() + kRemoveWait;
   for (;;) {
-    auto procs = procs_of(dir);
+    // A removed directory never comes back under its id: when the path names ours before and
+    // after reading its processes, they were ours. Another hostfit's group of the same name,
+    // made after ours was removed behind our back, is never killed.
+    if (!still_ours(dir)) return {};
+    auto procs = procs_of(dir.dir);
+    if (!still_ours(dir)) return {};
     if (procs && !procs->empty() && root_.is_host()) {
       for (pid_t pid : *procs) {
         if (pid != self_pid_) ::kill(pid, SIGKILL);
       }
     }
-    auto st = root_.remove_dir(dir);
+    if (!still_ours(dir)) return {};
+    auto st = root_.remove_dir(dir.dir);
     if (st) return st;
     // EBUSY while killed processes are still exiting; anything else is final.
     if (st.error().sys_errno != EBUSY || std::chrono::steady_clock::now() > deadline) return st;
@@ -552,7 +599,7 @@ Status HierarchyDriver::kill_and_remove(const std::string& dir) {
 Status HierarchyDriver::remove(const Cgroup& group) {
   Status first_error;
   for (const auto& d : group.dirs) {
-    if (auto st = kill_and_remove(d.dir); !st && first_error) first_error = st;
+    if (auto st = kill_and_remove(d); !st && first_error) first_error = st;
   }
   settle(group);
   return first_error;
@@ -611,10 +658,12 @@ Result<std::unique_ptr<CgroupDriver>> open_cgroup_driver(const Sysroot& root,
   }
   for (auto& h : hierarchies) {
     h.default_parent = options.parent.empty();
-    h.parent = h.default_parent ? join_cgroup(h.own, "hostfit") : normalize_cgroup(options.parent);
-    if (h.parent.find("/../") != std::string::npos || h.parent.ends_with("/..")) {
-      return fail(ErrorKind::kUsage,
-                  "bad --cgroup-parent '" + options.parent + "': '..' is not allowed");
+    if (h.default_parent) {
+      h.parent = join_cgroup(h.own, "hostfit");
+    } else {
+      auto parent = normalize_cgroup_path(options.parent);
+      if (!parent) return fail(parent.error().wrap("bad --cgroup-parent"));
+      h.parent = *parent;
     }
   }
   const pid_t self = options.self_pid > 0 ? options.self_pid : ::getpid();

@@ -80,7 +80,12 @@ class HierarchyDriver : public CgroupDriver {
   Result<std::vector<pid_t>> procs_of(const std::string& dir) const;
   Status make_group_dir(const std::string& dir);
   std::vector<std::string> sweep();
-  Status kill_and_remove(const std::string& dir);
+  Status kill_and_remove(const CgroupDir& dir);
+  // Why an existing group directory may not be taken over ("" when it may): processes, child
+  // groups, or another live hostfit's lock on it.
+  std::string busy_reason(const std::string& dir) const;
+  // Whether `dir` still names the directory create() made (true when its id is unknown).
+  bool still_ours(const CgroupDir& dir) const;
 
   Sysroot root_;
   std::vector<Hierarchy> hierarchies_;

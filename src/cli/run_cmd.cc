@@ -13,7 +13,7 @@ namespace hostfit::cli {
 namespace {
 
 struct RunOptions {
-  std::string name;
+  std::optional<std::string> name;  // given but empty is an error, not the default
   std::string cpus;
   std::string cpuset;
   std::string placement;
@@ -107,7 +107,10 @@ Result<WorkloadShape> to_shape(const RunOptions& o) {
 
 Result<WorkloadRequest> to_request(const RunOptions& o) {
   WorkloadRequest r;
-  r.name = o.name;
+  if (o.name) {
+    if (auto st = validate_cgroup_name(*o.name); !st) return fail(st.error().wrap("--name"));
+    r.name = *o.name;
+  }
   r.argv = o.command;
   r.cgroup_parent = o.cgroup_parent;
   r.export_env = !o.no_env;

@@ -30,10 +30,15 @@ Result<CacheGroup> resolve(const Sysroot& root, const StatOptions& opts) {
     return fail(ErrorKind::kUsage,
                 st.error().message + ", or give a cgroup path starting with '/'");
   }
+  std::string parent;
+  if (!opts.cgroup_parent.empty()) {
+    auto given = normalize_cgroup_path(opts.cgroup_parent);
+    if (!given) return fail(given.error().wrap("bad --cgroup-parent"));
+    parent = *given;
+  }
   const ControllerPath* memory = facts.find("memory");
   if (memory == nullptr) return cache_group_at(root, facts, "/");  // says there is none
-  const std::string parent =
-      opts.cgroup_parent.empty() ? join_path(memory->cgroup, "hostfit") : opts.cgroup_parent;
+  if (parent.empty()) parent = join_path(memory->cgroup, "hostfit");
   auto group = cache_group_at(root, facts, join_path(parent, opts.target));
   if (!group && group.error().kind == ErrorKind::kNotFound) {
     return fail(group.error().wrap("no workload named '" + opts.target + "' under " + parent +

@@ -63,24 +63,8 @@ std::filesystem::path Sysroot::path(std::string_view target_path) const {
 }
 
 Result<std::string> Sysroot::read(std::string_view target_path, size_t max_bytes) const {
-  const std::string real = path(target_path).string();
-  const int fd = ::open(real.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(Error::from_errno(errno, "read", real));
-  std::string out;
-  char buf[16384];
-  while (out.size() < max_bytes) {
-    const ssize_t n = ::read(fd, buf, std::min(sizeof buf, max_bytes - out.size()));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return fail(Error::from_errno(err, "read", real));
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  note_read(target_path, out);
+  auto out = read_regular_file(path(target_path), {.max_bytes = max_bytes});
+  if (out) note_read(target_path, *out);
   return out;
 }
 
@@ -99,6 +83,13 @@ bool Sysroot::exists(std::string_view target_path) const {
   if (::stat(path(target_path).c_str(), &st) != 0) return false;
   note_present(target_path, S_ISDIR(st.st_mode));
   return true;
+}
+
+Result<FileId> Sysroot::file_id(std::string_view target_path) const {
+  const std::string real = path(target_path).string();
+  struct stat st;
+  if (::stat(real.c_str(), &st) != 0) return fail(Error::from_errno(errno, "stat", real));
+  return FileId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
 }
 
 bool Sysroot::is_dir(std::string_view target_path) const {

@@ -1,15 +1,19 @@
 // The ledger of held CPUs: a JSON file written atomically (temporary file + rename) and guarded
 // across processes by an flock on a lock file beside it (the ledger itself is replaced on every
-// save, so a lock on it would lock a file that is about to be unlinked).
+// save, so a lock on it would lock a file that is about to be unlinked). It often lives where
+// others can write (/tmp, a shared /run): nothing is opened through a symlink, nothing that is not
+// a regular file is read, and files are created exclusively with owner-only modes.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+#include <optional>
+#include <thread>
+#include <unordered_set>
 
 #include "hostfit/place.h"
 
@@ -34,6 +38,73 @@ Status check_owner(const std::string& owner) {
     }
   }
   return {};
+}
+
+// Modes of what hostfit creates: the ledger says which CPUs each workload holds, for root only.
+constexpr mode_t kDirMode = 0700;
+constexpr mode_t kFileMode = 0600;
+constexpr auto kLockPollInterval = std::chrono::milliseconds(10);
+
+std::filesystem::path directory_of(const std::filesystem::path& path) {
+  return path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+}
+
+// Others may not replace files in the ledger's directory: world-writable only with the sticky
+// bit (as /tmp), where only a file's owner may rename or remove it.
+Status check_directory(const std::filesystem::path& dir) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return fail(Error::from_errno(errno, "stat", dir.string()));
+  if (!S_ISDIR(st.st_mode)) {
+    return fail(ErrorKind::kIo, "the ledger's directory " + dir.string() + " is not a directory");
+  }
+  if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
+    return fail(ErrorKind::kPermission,
+                "refusing the ledger directory " + dir.string() +
+                    ": anyone may write to it and it has no sticky bit, so another user could "
+                    "replace the ledger (chmod o-w or +t it, or pass --ledger elsewhere)");
+  }
+  return {};
+}
+
+// Creates the missing directories of `dir` with kDirMode, then checks it.
+Status make_directory(const std::filesystem::path& dir) {
+  std::filesystem::path at;
+  for (const auto& part : dir) {
+    at /= part;
+    if (::mkdir(at.c_str(), kDirMode) != 0 && errno != EEXIST)
+      return fail(Error::from_errno(errno, "create directory", at.string()));
+  }
+  return check_directory(dir);
+}
+
+// What a save keeps of the ledger it replaces: its mode and owner (a new one is root's, 0600).
+struct Keep {
+  mode_t mode = kFileMode;
+  std::optional<std::pair<uid_t, gid_t>> owner;
+};
+
+Result<Keep> existing_file(const std::filesystem::path& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Keep{};
+    return fail(Error::from_errno(errno, "stat", path.string()));
+  }
+  if (S_ISLNK(st.st_mode)) {
+    return fail(ErrorKind::kIo, "the ledger " + path.string() +
+                                    " is a symbolic link; hostfit replaces the ledger on every "
+                                    "save, so give the real path (--ledger or HOSTFIT_LEDGER)");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return fail(ErrorKind::kIo,
+                "the ledger " + path.string() + " is not a regular file; give a file path");
+  }
+  if (st.st_nlink > 1) {
+    return fail(ErrorKind::kIo, "the ledger " + path.string() + " has " +
+                                    std::to_string(st.st_nlink) +
+                                    " hard links; hostfit replaces it on every save, so the "
+                                    "other names would keep an old copy (give one file)");
+  }
+  return Keep{static_cast<mode_t>(st.st_mode & 07777), std::pair{st.st_uid, st.st_gid}};
 }
 
 std::unexpected<Error> corrupt(const std::string& what) {
@@ -65,6 +136,10 @@ Result<Ledger> Ledger::from_json(const nlohmann::json& j) {
   }
   if (!j.contains("holds") || !j["holds"].is_array()) return corrupt("no \"holds\" list");
   Ledger ledger;
+  ledger.holds_.reserve(j["holds"].size());
+  // hold()'s checks, with a set of owners and a union of CPUs so that loading stays linear.
+  std::unordered_set<std::string_view> owners;
+  CpuSet held;
   size_t index = 0;
   for (const auto& h : j["holds"]) {
     const std::string where = "hold " + std::to_string(index++);
@@ -73,14 +148,23 @@ Result<Ledger> Ledger::from_json(const nlohmann::json& j) {
       if (!h.contains(key) || !h[key].is_string())
         return corrupt(where + ": \"" + key + "\" is not a string");
     }
-    const std::string owner = h["owner"].get<std::string>();
+    if (h.contains("group") && !h["group"].is_string())
+      return corrupt(where + ": \"group\" is not a string");
+    const std::string& owner = h["owner"].get_ref<const std::string&>();
     if (auto ok = check_owner(owner); !ok) return corrupt(where + ": " + ok.error().message);
     auto cpus = CpuSet::parse_list(h["cpus"].get<std::string>());
     if (!cpus) return corrupt(where + " (" + owner + "): " + cpus.error().message);
     auto mems = CpuSet::parse_list(h["mems"].get<std::string>());
     if (!mems) return corrupt(where + " (" + owner + "): " + mems.error().message);
-    if (auto ok = ledger.hold(owner, *cpus, *mems); !ok)
-      return corrupt(where + ": " + ok.error().message);
+    const std::string group = h.contains("group") ? h["group"].get<std::string>() : "";
+    if (owners.contains(owner) || !(held & *cpus).empty()) {
+      // The slow path names the conflict exactly as hold() does.
+      return corrupt(where + ": " + ledger.hold(owner, *cpus, *mems, group).error().message);
+    }
+    // Views into the json, which outlives the set.
+    owners.insert(owner);
+    held |= *cpus;
+    ledger.holds_.push_back(Hold{owner, std::move(*cpus), std::move(*mems), group});
   }
   return ledger;
 }
@@ -88,23 +172,26 @@ Result<Ledger> Ledger::from_json(const nlohmann::json& j) {
 nlohmann::json Ledger::to_json() const {
   nlohmann::json holds = nlohmann::json::array();
   for (const Hold& h : holds_) {
-    holds.push_back({{"owner", h.owner}, {"cpus", h.cpus.to_list()}, {"mems", h.mems.to_list()}});
+    nlohmann::json hold = {
+        {"owner", h.owner}, {"cpus", h.cpus.to_list()}, {"mems", h.mems.to_list()}};
+    if (!h.group.empty()) hold["group"] = h.group;
+    holds.push_back(std::move(hold));
   }
   return {{"version", kLedgerVersion}, {"holds", holds}};
 }
 
 Result<Ledger> Ledger::load(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec) && !ec) return Ledger{};
-  std::ifstream in(path);
-  if (!in || std::filesystem::is_directory(path, ec)) {
-    return fail(ErrorKind::kIo, "cannot read ledger " + path.string() +
-                                    " (check that it is a readable file, or pass --ledger FILE)");
+  auto text = read_regular_file(
+      path, {.max_bytes = kMaxLedgerBytes, .follow_symlinks = false, .truncate = false});
+  if (!text && text.error().sys_errno == ENOENT) return Ledger{};
+  if (!text) {
+    return fail(text.error().kind,
+                text.error().message +
+                    "; the ledger must be a regular file, not a link (pass --ledger FILE)",
+                text.error().sys_errno);
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return fail(ErrorKind::kIo, "cannot read ledger " + path.string());
-  const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (auto one = existing_file(path); !one) return fail(one.error());
+  const nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   const std::string advice =
       " (fix or remove it; hostfit does not write over a ledger it cannot read)";
   if (j.is_discarded()) {
@@ -120,18 +207,20 @@ Result<Ledger> Ledger::load(const std::filesystem::path& path) {
 }
 
 Status Ledger::save(const std::filesystem::path& path) const {
-  std::error_code ec;
-  if (path.has_parent_path()) {
-    std::filesystem::create_directories(path.parent_path(), ec);
-    if (ec) {
-      return fail(ErrorKind::kIo,
-                  "cannot create " + path.parent_path().string() + ": " + ec.message());
-    }
-  }
-  const std::string tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return fail(Error::from_errno(errno, "create", tmp));
-  auto written = write_all(fd, to_json().dump(2) + "\n", tmp);
+  const std::filesystem::path dir = directory_of(path);
+  if (auto ok = make_directory(dir); !ok) return ok;
+  auto keep = existing_file(path);
+  if (!keep) return fail(keep.error());
+  // mkostemp creates with O_CREAT|O_EXCL and mode 0600: a name planted by someone else fails.
+  std::string tmp = (dir / (path.filename().string() + ".tmp.XXXXXX")).string();
+  const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) return fail(Error::from_errno(errno, "create a temporary file in", dir.string()));
+  Status written;
+  if (::fchmod(fd, keep->mode) != 0) written = fail(Error::from_errno(errno, "chmod", tmp));
+  if (written && keep->owner && ::geteuid() == 0 &&
+      ::fchown(fd, keep->owner->first, keep->owner->second) != 0)
+    written = fail(Error::from_errno(errno, "chown", tmp));
+  if (written) written = write_all(fd, to_json().dump(2) + "\n", tmp);
   if (written && ::fsync(fd) != 0) written = fail(Error::from_errno(errno, "fsync", tmp));
   if (::close(fd) != 0 && written) written = fail(Error::from_errno(errno, "close", tmp));
   if (written && ::rename(tmp.c_str(), path.c_str()) != 0)
@@ -141,7 +230,6 @@ Status Ledger::save(const std::filesystem::path& path) const {
     return written;
   }
   // The rename is durable once the directory is synced; a failure here loses nothing now.
-  const std::string dir = path.has_parent_path() ? path.parent_path().string() : ".";
   const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd >= 0) {
     ::fsync(dir_fd);
@@ -150,7 +238,8 @@ Status Ledger::save(const std::filesystem::path& path) const {
   return {};
 }
 
-Status Ledger::hold(const std::string& owner, const CpuSet& cpus, const CpuSet& mems) {
+Status Ledger::hold(const std::string& owner, const CpuSet& cpus, const CpuSet& mems,
+                    const std::string& group) {
   if (auto ok = check_owner(owner); !ok) return ok;
   if (const Hold* existing = find(owner)) {
     return fail(ErrorKind::kUsage, "owner " + owner + " already holds CPUs " +
@@ -165,7 +254,7 @@ Status Ledger::hold(const std::string& owner, const CpuSet& cpus, const CpuSet& 
                   "CPUs " + both.to_list() + " are already held by " + h.owner);
     }
   }
-  holds_.push_back(Hold{owner, cpus, mems});
+  holds_.push_back(Hold{owner, cpus, mems, group});
   return {};
 }
 
@@ -203,23 +292,50 @@ std::filesystem::path default_ledger_path() {
   return kDefaultLedgerPath;
 }
 
-Result<LedgerLock> LedgerLock::acquire(const std::filesystem::path& ledger_path) {
-  std::error_code ec;
-  if (ledger_path.has_parent_path()) {
-    std::filesystem::create_directories(ledger_path.parent_path(), ec);
-    if (ec) {
-      return fail(ErrorKind::kIo,
-                  "cannot create " + ledger_path.parent_path().string() + ": " + ec.message());
-    }
-  }
+Result<LedgerLock> LedgerLock::acquire(const std::filesystem::path& ledger_path,
+                                       std::chrono::milliseconds wait,
+                                       const std::function<bool()>& cancelled) {
+  if (auto ok = make_directory(directory_of(ledger_path)); !ok) return fail(ok.error());
   const std::string lock_path = ledger_path.string() + ".lock";
-  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return fail(Error::from_errno(errno, "open lock file", lock_path));
-  while (::flock(fd, LOCK_EX) != 0) {
-    if (errno == EINTR) continue;
-    const int err = errno;
+  // O_NOFOLLOW: a link planted in a shared directory must not make root create or open its
+  // target; O_NONBLOCK: a FIFO planted there must not hang the open.
+  const int fd =
+      ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, kFileMode);
+  if (fd < 0) {
+    if (errno == ELOOP) {
+      return fail(ErrorKind::kIo, "the ledger lock " + lock_path +
+                                      " is a symbolic link; remove it (hostfit makes its own)");
+    }
+    return fail(Error::from_errno(errno, "open lock file", lock_path));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    return fail(Error::from_errno(err, "lock", lock_path));
+    return fail(ErrorKind::kIo,
+                "the ledger lock " + lock_path + " is not a regular file; remove it");
+  }
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err == EINTR) continue;
+    if (err != EWOULDBLOCK) {
+      ::close(fd);
+      return fail(Error::from_errno(err, "lock", lock_path));
+    }
+    if (cancelled && cancelled()) {
+      ::close(fd);
+      return fail(ErrorKind::kResource, "stopped while waiting for the ledger lock " + lock_path,
+                  EINTR);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::close(fd);
+      return fail(ErrorKind::kResource,
+                  "the ledger lock " + lock_path + " is held by another process for more than " +
+                      std::to_string(wait.count()) +
+                      " ms; try again, or find the holder with: fuser " + lock_path,
+                  EWOULDBLOCK);
+    }
+    std::this_thread::sleep_for(kLockPollInterval);
   }
   return LedgerLock(fd);
 }
@@ -254,9 +370,11 @@ CpuSet placeable_mems(const HostFacts& facts) {
 
 Result<Placement> place_and_hold(const std::filesystem::path& ledger_path, const HostFacts& facts,
                                  const PlacementRequest& request, const std::string& owner,
-                                 const ForeignPins& foreign) {
+                                 const ForeignPins& foreign, const std::string& group,
+                                 std::chrono::milliseconds wait,
+                                 const std::function<bool()>& cancelled) {
   if (auto ok = check_owner(owner); !ok) return fail(ok.error());
-  auto lock = LedgerLock::acquire(ledger_path);
+  auto lock = LedgerLock::acquire(ledger_path, wait, cancelled);
   if (!lock) return fail(lock.error());
   auto ledger = Ledger::load(ledger_path);
   if (!ledger) return fail(ledger.error());
@@ -271,7 +389,8 @@ Result<Placement> place_and_hold(const std::filesystem::path& ledger_path, const
   auto placement = place(facts.topology, placeable_cpus(facts) - foreign.exclusive(), *ledger, req,
                          foreign.shared());
   if (!placement) return placement;
-  if (auto ok = ledger->hold(owner, placement->cpus, placement->mems); !ok) return fail(ok.error());
+  if (auto ok = ledger->hold(owner, placement->cpus, placement->mems, group); !ok)
+    return fail(ok.error());
   if (auto ok = ledger->save(ledger_path); !ok) return fail(ok.error());
   return placement;
 }
@@ -290,6 +409,20 @@ Result<Hold> release_hold(const std::filesystem::path& ledger_path, const std::s
   if (auto ok = ledger->release(owner); !ok) return fail(ok.error());
   if (auto ok = ledger->save(ledger_path); !ok) return fail(ok.error());
   return hold;
+}
+
+Result<bool> release_group_hold(const std::filesystem::path& ledger_path, const std::string& owner,
+                                const std::string& group) {
+  if (group.empty()) return false;
+  auto lock = LedgerLock::acquire(ledger_path);
+  if (!lock) return fail(lock.error());
+  auto ledger = Ledger::load(ledger_path);
+  if (!ledger) return fail(ledger.error());
+  const Hold* found = ledger->find(owner);
+  if (!found || found->group != group) return false;
+  if (auto ok = ledger->release(owner); !ok) return fail(ok.error());
+  if (auto ok = ledger->save(ledger_path); !ok) return fail(ok.error());
+  return true;
 }
 
 }  // namespace hostfit

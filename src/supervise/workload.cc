@@ -93,6 +93,10 @@ Status validate_request(const HostFacts& self, const WorkloadRequest& r) {
   if (!r.name.empty()) {
     if (auto st = validate_cgroup_name(r.name); !st) return fail(st.error().wrap("--name"));
   }
+  if (!r.cgroup_parent.empty()) {
+    if (auto p = normalize_cgroup_path(r.cgroup_parent); !p)
+      return fail(p.error().wrap("bad --cgroup-parent"));
+  }
   const CpuSet usable = self.cpu.usable;
   const std::string available = format_cpus(self.cpu.effective) + " CPUs available to hostfit" +
                                 (usable.empty() ? "" : " (CPUs " + usable.to_list() + ")");
@@ -160,8 +164,8 @@ Status validate_request(const HostFacts& self, const WorkloadRequest& r) {
 Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
                                  const WorkloadRequest& request, const SuperviseHooks& hooks) {
   if (auto st = validate_request(self, request); !st) return fail(st.error());
-  // A SIGTERM or ^C while the group is being made waits (blocked) and is forwarded to the
-  // workload as soon as it runs, so every path still goes through the release below.
+  // A SIGTERM or ^C while the group is being made waits (blocked) until the next check below,
+  // which cancels the run, so every path still goes through the release below.
   sigset_t stop_signals, old_mask;
   sigemptyset(&stop_signals);
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT})
@@ -178,6 +182,22 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
       ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
     }
   } unblock{stop_signals, old_mask};
+  const auto stop_pending = [&]() {
+    sigset_t pending;
+    ::sigpending(&pending);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
+      if (sigismember(&pending, sig) == 1) return sig;
+    }
+    return 0;
+  };
+  const auto cancelled = [&](const std::string& what) {
+    const int sig = stop_pending();
+    const char* abbrev = ::sigabbrev_np(sig);
+    return fail(ErrorKind::kResource,
+                "stopped by SIG" + std::string(abbrev ? abbrev : "?") + " while setting up " +
+                    what + "; the workload was not started and what was made for it is removed",
+                EINTR);
+  };
   auto driver = open_cgroup_driver(root, self.cgroup, {.parent = request.cgroup_parent});
   if (!driver) return fail(driver.error());
   WorkloadRun run;
@@ -187,13 +207,19 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
   run.swept = *swept;
   const std::filesystem::path ledger =
       request.ledger_path.empty() ? default_ledger_path() : request.ledger_path;
-  // Placements of groups a killed hostfit left behind go with them.
+  // Placements a killed run made for the groups it left behind go with them; a `place` hold that
+  // only shares a swept group's name stays.
   if (!swept->empty() && std::filesystem::exists(ledger)) {
+    const std::string parent = (*driver)->parents().front().dir;
     for (const auto& stale : *swept)
-      (void)release_hold(ledger, stale);
+      (void)release_group_hold(ledger, stale, join_path(parent, stale));
   }
 
   const std::string name = request.name.empty() ? default_name(request.argv[0]) : request.name;
+  if (stop_pending()) {
+    (*driver)->remove_parents_if_empty();
+    return cancelled("'" + name + "'");
+  }
   auto group = (*driver)->create(name);
   if (!group) {
     (*driver)->remove_parents_if_empty();  // prepare() may have made them just now
@@ -209,7 +235,7 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
     ~Release() {
       (void)driver.remove(group);
       driver.remove_parents_if_empty();
-      if (placed) (void)release_hold(ledger, group.name);
+      if (placed) (void)release_group_hold(ledger, group.name, group.dirs.front().dir);
     }
   } release{**driver, run.group, ledger};
 
@@ -225,9 +251,11 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
     place_request.policy = *request.placement;
     place_request.nodes = request.placement_nodes;
     place_request.allowed_mems = placeable_mems(self);
-    auto placed = place_and_hold(ledger, self, place_request, name);
+    auto placed = place_and_hold(ledger, self, place_request, name, {}, run.group.dirs.front().dir,
+                                 request.ledger_wait, [&] { return stop_pending() != 0; });
+    release.placed = placed.has_value();
+    if (stop_pending()) return cancelled("'" + name + "'");
     if (!placed) return fail(placed.error().wrap("cannot place '" + name + "'"));
-    release.placed = true;
     limits.cpus = placed->cpus;
     if (!placed->mems.empty()) limits.mems = placed->mems;
     run.sizing.placement = *placed;
@@ -279,6 +307,8 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
     spec.env.push_back("HOSTFIT_MEMS=" + values.mems);
     spec.env.push_back("HOSTFIT_MEMORY_LIMIT=" + values.memory_limit);
   }
+  // The last moment a stop signal cancels; from here on it is forwarded to the workload.
+  if (stop_pending()) return cancelled("'" + name + "'");
   auto record = supervise(root, **driver, run.group, spec, hooks);
   if (!record) return fail(record.error());
   run.record = std::move(*record);
