@@ -62,6 +62,22 @@ TEST(CgroupNameTest, AcceptsPlainNamesAndRejectsPathsDotsAndLongNames) {
   EXPECT_TRUE(validate_cgroup_name(std::string(64, 'a')));
 }
 
+// Issue 17 item 6: these names reached the kernel as files of the parent group.
+TEST(CgroupNameTest, RejectsTheNamesOfCgroupControlFiles) {
+  for (const char* bad :
+       {"cgroup.procs", "cgroup.subtree_control", "tasks", "notify_on_release", "release_agent",
+        "memory.limit_in_bytes", "memory.max", "cpu.max", "cpuset.cpus", "pids.max", "io.max",
+        "hugetlb.2MB.limit_in_bytes", "cpuacct.usage", "blkio.weight"}) {
+    auto st = validate_cgroup_name(bad);
+    ASSERT_FALSE(st) << bad;
+    EXPECT_EQ(st.error().kind, ErrorKind::kUsage);
+    EXPECT_NE(st.error().message.find("cgroup control file"), std::string::npos)
+        << st.error().message;
+  }
+  for (const char* good : {"web.1", "nginx.conf", "memory", "cpu", "tasks-2", "io-bound", "cpus.4"})
+    EXPECT_TRUE(validate_cgroup_name(good)) << good;
+}
+
 TEST(OomCountersTest, ParsesMemoryEventsAndToleratesGarbage) {
   const OomCounters c =
       parse_oom_counters("low 0\nhigh 7\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n", true);

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -252,6 +253,79 @@ TEST_F(RealCgroupTest, CreateRefusesANameWhoseGroupHasProcesses) {
   EXPECT_EQ(again.error().kind, ErrorKind::kResource);
   ASSERT_TRUE(driver_->remove(*g));
   EXPECT_EQ(wait_signal(child), SIGKILL);
+}
+
+// Issue 17 item 6: `--name cgroup.procs` reached the kernel as the parent's own file.
+TEST_F(RealCgroupTest, ControlFileNamesAreRefusedBeforeTheKernelSeesThem) {
+  for (const char* name : {"cgroup.procs", "tasks", "memory.limit_in_bytes"}) {
+    auto g = driver_->create(name);
+    ASSERT_FALSE(g) << name;
+    EXPECT_EQ(g.error().kind, ErrorKind::kUsage) << g.error().message;
+  }
+}
+
+// Issue 17 item 7: remove() worked by path, so a group removed behind this hostfit's back and
+// made again by a second hostfit under the same name had its workload SIGKILLed by the first.
+TEST_F(RealCgroupTest, RemoveLeavesAGroupOfTheSameNameMadeSinceByAnotherHostfitAlone) {
+  const std::string name = unique_name("reborn");
+  auto mine = driver_->create(name);
+  ASSERT_TRUE(mine) << mine.error().message;
+  for (const auto& d : mine->dirs)
+    ASSERT_TRUE(root_.remove_dir(d.dir)) << d.dir;
+  auto other = open_cgroup_driver(root_, probe_cgroups(root_, ProbeTarget::self()), {});
+  ASSERT_TRUE(other);
+  auto theirs = (*other)->create(name);
+  ASSERT_TRUE(theirs) << theirs.error().message;
+  CgroupGuard their_guard(**other, *theirs);
+  const pid_t child = spawn_in(*theirs, sleep_forever);
+  ASSERT_GT(child, 0);
+  for (int i = 0; i < 1000 && (*other)->processes(*theirs).value_or(std::vector<pid_t>{}).empty();
+       ++i)
+    ::usleep(1000);
+
+  EXPECT_TRUE(driver_->remove(*mine));
+  int status = 0;
+  EXPECT_EQ(::waitpid(child, &status, WNOHANG), 0) << "the other hostfit's workload was killed";
+  for (const auto& d : theirs->dirs)
+    EXPECT_TRUE(root_.exists(d.dir)) << d.dir;
+  EXPECT_TRUE((*other)->remove(*theirs));
+  EXPECT_EQ(wait_signal(child), SIGKILL);
+}
+
+// Issue 17 item 8: a group someone else made with child groups was taken over, limited, and
+// then hostfit stalled on rmdir retries.
+TEST_F(RealCgroupTest, APreExistingGroupWithChildGroupsIsRefusedAndLeftAsItWas) {
+  const std::string name = unique_name("adopt");
+  const CgroupDir* memory_parent = nullptr;
+  for (const auto& p : driver_->parents()) {
+    if (std::find(p.controllers.begin(), p.controllers.end(), "memory") != p.controllers.end())
+      memory_parent = &p;
+  }
+  ASSERT_NE(memory_parent, nullptr);
+  const std::string dir = join_path(memory_parent->dir, name);
+  const std::string child = join_path(dir, "child");
+  ASSERT_TRUE(root_.make_dir(dir));
+  ASSERT_TRUE(root_.make_dir(child));
+  const std::string limit_file = join_path(dir, "memory.limit_in_bytes");
+  ASSERT_TRUE(root_.write(limit_file, std::to_string(96 << 20)));
+
+  auto g = driver_->create(name);
+  if (g) (void)driver_->remove(*g);
+  EXPECT_FALSE(g) << "the busy group was taken over";
+  if (!g) {
+    EXPECT_EQ(g.error().kind, ErrorKind::kResource);
+    EXPECT_NE(g.error().message.find("child groups (child)"), std::string::npos)
+        << g.error().message;
+  }
+  EXPECT_TRUE(root_.is_dir(child));
+  EXPECT_EQ(slurp(limit_file), std::to_string(96 << 20));
+  for (const auto& p : driver_->parents()) {
+    if (&p != memory_parent) {
+      EXPECT_FALSE(root_.exists(join_path(p.dir, name))) << p.dir;
+    }
+  }
+  EXPECT_TRUE(root_.remove_dir(child));
+  EXPECT_TRUE(root_.remove_dir(dir));
 }
 
 }  // namespace
