@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -29,6 +30,27 @@ CpuSet to_cpuset(hwloc_const_bitmap_t bitmap) {
 int ancestor_index(hwloc_topology_t topo, hwloc_obj_t obj, hwloc_obj_type_t type) {
   hwloc_obj_t a = hwloc_get_ancestor_obj_by_type(topo, type, obj);
   return a ? static_cast<int>(a->os_index) : -1;
+}
+
+// hwloc reads a sysroot itself, past Sysroot's checks: a FIFO there would block it in open(2) for
+// ever and a device would feed it without end. The name of the first such file under /proc or
+// /sys (links followed, not descended), or "" when there is none.
+std::string special_file_in(const Sysroot& root) {
+  namespace fs = std::filesystem;
+  for (const char* top : {"/proc", "/sys"}) {
+    std::error_code ec;
+    fs::recursive_directory_iterator it(root.path(top), fs::directory_options::none, ec);
+    for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      std::error_code status_ec;
+      const fs::file_status st = fs::status(it->path(), status_ec);
+      if (status_ec) continue;  // a dangling link reads as missing
+      if (fs::is_fifo(st) || fs::is_character_file(st) || fs::is_block_file(st) ||
+          fs::is_socket(st)) {
+        return it->path().string();
+      }
+    }
+  }
+  return "";
 }
 
 // Loads with the environment pointing hwloc at the sysroot, then restores it.
@@ -107,6 +129,14 @@ Topology load_topology(const Sysroot& root) {
   if (!root.is_host()) {
     // The x86 CPUID backend would describe the machine hostfit runs on, not the sysroot's.
     hwloc_topology_set_components(topo, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, "x86");
+  }
+  if (!root.is_host()) {
+    if (const std::string special = special_file_in(root); !special.empty()) {
+      topology.unknown_reason = "hwloc was not run on " + root.root().string() + ": " + special +
+                                " is a FIFO, device or socket, not a kernel file";
+      hwloc_topology_destroy(topo);
+      return topology;
+    }
   }
   if (load_with_fsroot(topo, root) != 0) {
     topology.unknown_reason = "hwloc could not load the topology of " + root.root().string();

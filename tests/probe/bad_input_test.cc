@@ -1,5 +1,6 @@
 // Garbage in kernel files makes that one fact unknown with a reason; the rest is still reported.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <fstream>
 
@@ -72,6 +73,20 @@ TEST_F(BadInputTest, MissingEmptyAndUnreadableFilesAreUnknown) {
   EXPECT_NE(f.memory.total.unknown_reason.find("Is a directory"), std::string::npos);
   EXPECT_TRUE(f.cpu.online.known());
   EXPECT_FALSE(f.nothing_known());
+}
+
+// Issue 17 item 3: a FIFO in a --sysroot tree hung the probe in open(2).
+TEST_F(BadInputTest, AFifoWhereAKernelFileBelongsIsUnknownNotAHang) {
+  std::filesystem::remove(dir_.path() / "proc/meminfo");
+  ASSERT_EQ(::mkfifo((dir_.path() / "proc/meminfo").c_str(), 0600), 0);
+  const HostFacts f = probe();
+  EXPECT_FALSE(f.memory.total.known());
+  EXPECT_NE(f.memory.total.unknown_reason.find("FIFO"), std::string::npos)
+      << f.memory.total.unknown_reason;
+  EXPECT_TRUE(f.cpu.online.known());
+  // hwloc reads the tree itself: it is not run on one with a FIFO in it.
+  EXPECT_NE(f.topology.unknown_reason.find("proc/meminfo is a FIFO"), std::string::npos)
+      << f.topology.unknown_reason;
 }
 
 TEST_F(BadInputTest, GarbageMountinfoAndCgroupFilesDoNotCrash) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -273,6 +274,119 @@ TEST_P(NginxTest, StartsExactlyOneWorkerPerCpuOfTheGroup) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cpus, NginxTest, ::testing::Values(1, 2));
+
+// Issue 17 item 6: `--name ''` silently became the default name; control-file names reached the
+// kernel. Both are usage errors now, and nothing runs.
+TEST_F(RunCliTest, EmptyAndControlFileNamesAreUsageErrorsAndNothingRuns) {
+  const std::string marker = "/tmp/hostfit-name-marker-" + std::to_string(::getpid());
+  for (const std::string name : {"", "cgroup.procs", "tasks", "memory.limit_in_bytes"}) {
+    const auto r = run_command({HOSTFIT_BIN, "run", "--name", name, "--", "touch", marker});
+    EXPECT_EQ(r.exit_code, 2) << name << ": " << r.err;
+    EXPECT_NE(r.err.find("hostfit: --name: bad workload name '" + name + "'"), std::string::npos)
+        << r.err;
+    EXPECT_FALSE(std::filesystem::exists(marker)) << name;
+    std::filesystem::remove(marker);
+  }
+}
+
+// Issue 17 item 5: every cgroup path a user gives goes through one check ('..' and '.' refused).
+TEST_F(RunCliTest, DotComponentsInUserCgroupPathsAreUsageErrors) {
+  const std::string marker = "/tmp/hostfit-path-marker-" + std::to_string(::getpid());
+  const auto run = run_command(
+      {HOSTFIT_BIN, "run", "--name", name_, "--cgroup-parent", "/./x", "--", "touch", marker});
+  EXPECT_EQ(run.exit_code, 2) << run.err;
+  EXPECT_NE(run.err.find("bad --cgroup-parent"), std::string::npos) << run.err;
+  EXPECT_FALSE(std::filesystem::exists(marker));
+  std::filesystem::remove(marker);
+  const auto stat_parent =
+      run_command({HOSTFIT_BIN, "stat", "--cgroup-parent", "/../../tmp/x", "web"});
+  EXPECT_EQ(stat_parent.exit_code, 2) << stat_parent.err;
+  EXPECT_NE(stat_parent.err.find("bad --cgroup-parent: bad cgroup path '/../../tmp/x': '..'"),
+            std::string::npos)
+      << stat_parent.err;
+  for (const char* path : {"/./", "/../../etc"}) {
+    const auto stat = run_command({HOSTFIT_BIN, "stat", path});
+    EXPECT_EQ(stat.exit_code, 2) << path << ": " << stat.err;
+    const auto probe = run_command({HOSTFIT_BIN, "probe", "--cgroup", path});
+    EXPECT_EQ(probe.exit_code, 2) << path << ": " << probe.err;
+  }
+}
+
+// Issue 17 item 9: the sweep of a killed run's leftover groups released any hold of that name,
+// also one `hostfit place --owner` made. Only holds a run made for that group go now.
+TEST_F(RunCliTest, TheSweepReleasesOnlyHoldsARunMadeForTheSweptGroup) {
+  const std::string ledger = "/tmp/hostfit-sweep-ledger-" + std::to_string(::getpid()) + ".json";
+  const std::string placed = "p" + name_.substr(1);  // made by `hostfit place --owner`
+  const std::string ran = "r" + name_.substr(1);     // made by a run that was killed
+  const auto placed_dirs = group_dirs(placed);
+  const auto ran_dirs = group_dirs(ran);
+  nlohmann::json holds = nlohmann::json::array();
+  holds.push_back({{"owner", placed}, {"cpus", ""}, {"mems", ""}});
+  holds.push_back({{"owner", ran}, {"cpus", ""}, {"mems", ""}, {"group", ran_dirs.front()}});
+  std::ofstream(ledger) << nlohmann::json{{"version", 1}, {"holds", holds}}.dump();
+  bool swept = false;
+  // A test beside this one may hold a parent's lock; the sweep then waits for the next run.
+  for (int attempt = 0; attempt < 20 && !swept; ++attempt) {
+    // The default parents as hostfit makes them (v1 cpusets copied down), then the leftovers.
+    const Sysroot root("/");
+    auto driver = open_cgroup_driver(root, probe_cgroups(root, ProbeTarget::self()), {});
+    ASSERT_TRUE(driver);
+    ASSERT_TRUE((*driver)->prepare());
+    for (const auto* dirs : {&placed_dirs, &ran_dirs}) {
+      for (const auto& d : *dirs) {
+        std::error_code ec;  // a parent removed meanwhile by another run: the next attempt
+        std::filesystem::create_directory(d, ec);
+      }
+    }
+    const auto r = run_command({HOSTFIT_BIN, "run", "--name", name_, "--", "true"},
+                               {"HOSTFIT_LEDGER=" + ledger});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    swept = !any_exists(placed_dirs) && !any_exists(ran_dirs);
+  }
+  ASSERT_TRUE(swept);
+  const auto j = nlohmann::json::parse(slurp(ledger), nullptr, false);
+  std::filesystem::remove(ledger);
+  std::filesystem::remove(ledger + ".lock");
+  ASSERT_FALSE(j.is_discarded());
+  ASSERT_EQ(j["holds"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["holds"][0]["owner"], placed);
+}
+
+// Issue 17 item 10: with the ledger lock held elsewhere, `run --placement` waited forever and
+// ignored SIGTERM until the workload started, then forwarded the stale signal to it. A stop
+// signal during set-up cancels the run now: nothing starts, nothing is left.
+TEST_F(RunCliTest, SigtermWhileWaitingForTheLedgerLockCancelsTheRun) {
+  const std::string ledger = "/tmp/hostfit-lock-ledger-" + std::to_string(::getpid()) + ".json";
+  const std::string marker = "/tmp/hostfit-lock-marker-" + std::to_string(::getpid());
+  const int lock = ::open((ledger + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(lock, 0);
+  ASSERT_EQ(::flock(lock, LOCK_EX), 0);
+  ::setenv("HOSTFIT_LEDGER", ledger.c_str(), 1);
+  const pid_t hostfit = spawn({HOSTFIT_BIN, "run", "--name", name_, "--cpus", "1", "--placement",
+                               "balanced", "--", "touch", marker});
+  ::unsetenv("HOSTFIT_LEDGER");
+  ASSERT_GT(hostfit, 0);
+  // It has made its group and waits for the lock.
+  for (int i = 0; i < 2000 && !any_exists(group_dirs(name_)); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ::kill(hostfit, SIGTERM);
+  int status = 0;
+  pid_t ended = 0;
+  for (int i = 0; i < 1000 && ended == 0; ++i) {  // 5 s, far under the lock wait
+    ended = ::waitpid(hostfit, &status, WNOHANG);
+    if (ended == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ::close(lock);  // lets an old hostfit go on, so the test ends either way
+  if (ended == 0) ::waitpid(hostfit, &status, 0);
+  EXPECT_NE(ended, 0) << "hostfit ignored SIGTERM while waiting for the lock";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "the workload ran";
+  std::filesystem::remove(marker);
+  EXPECT_EQ(slurp(ledger).find(name_), std::string::npos);
+  std::filesystem::remove(ledger);
+  std::filesystem::remove(ledger + ".lock");
+}
 
 }  // namespace
 }  // namespace hostfit
