@@ -261,9 +261,9 @@ struct CaptureSummary {
 };
 Result<CaptureSummary> write_capture(const Sysroot& root, const std::filesystem::path& dir);
 
-// For a cgroup target: kNotFound unless the cgroup exists in at least one mounted hierarchy (the
-// message lists the hierarchies looked in). Other targets: ok.
-Status check_cgroup_target(const Sysroot& root, const HostFacts& facts);
+// kNotFound for a target that is not there: a process without /proc/PID, or a cgroup that no
+// mounted hierarchy has (the message lists the hierarchies looked in). The self target: ok.
+Status check_target(const Sysroot& root, const HostFacts& facts);
 
 // The pieces, for callers that need only one part (all read through the Sysroot).
 CgroupFacts probe_cgroups(const Sysroot& root, const ProbeTarget& target);

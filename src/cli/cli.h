@@ -48,6 +48,8 @@ CLI::Option* add_sysroot_option(CLI::App& app, std::string& sysroot);
 
 // A validator that accepts what parse_bytes accepts, naming the value and the accepted form.
 CLI::Validator size_validator();
+// Adds "--pid PID": 1 to 4194304 (the kernel's PID_MAX_LIMIT).
+CLI::Option* add_pid_option(CLI::App& app, pid_t& pid, const std::string& help);
 // A validator that accepts what CpuSet::parse_list accepts.
 CLI::Validator cpu_list_validator();
 

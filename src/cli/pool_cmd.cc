@@ -133,16 +133,20 @@ void add_pool_command(CLI::App& app, Commands& commands) {
       "Show which SlotPool tier (pool, small, on-demand) this process would get here and why: "
       "RLIMIT_AS, RLIMIT_DATA, address bits, overcommit, the memory cgroup limit and "
       "vm.max_map_count, confirmed by a real reservation probe. HOSTFIT_POOL forces a tier.");
-  cmd->add_option("--slots", opts->slots, "Slots wanted (default 1000)")
-      ->check(CLI::Range(1u, 1u << 24));
+  cmd->add_option("--slots", opts->slots, "Slots wanted, 1 to 16777216 (default 1000)")
+      ->type_name("N")
+      ->check(CLI::Range(1u, 1u << 24).description(""));
   cmd->add_option("--slot-size", opts->slot_size, "Largest size of one slot (default 4GiB)")
+      ->type_name("SIZE")
       ->check(size_validator());
   cmd->add_option("--guard", opts->guard,
                   "No-access guard before and after each slot (default 32MiB)")
+      ->type_name("SIZE")
       ->check(size_validator());
   cmd->add_option("--probe-timeout-ms", opts->probe_timeout_ms,
                   "Bound on the reservation probe, in ms (default 3000)")
-      ->check(CLI::Range(int64_t{1}, int64_t{600000}));
+      ->type_name("MS")
+      ->check(CLI::Range(int64_t{1}, int64_t{600000}).description(""));
   add_format_option(*cmd, opts->format, {Format::kTable, Format::kJson});
   cmd->footer(
       "Examples:\n"
@@ -163,7 +167,10 @@ void add_pool_command(CLI::App& app, Commands& commands) {
                         options.probe_timeout = std::chrono::milliseconds(opts->probe_timeout_ms);
 
                         // The pool's INFO line goes to stderr so that stdout stays one document.
+                        // One line like every other message of hostfit's: "hostfit: slot pool:
+                        // ...".
                         auto logger = spdlog::stderr_logger_st("hostfit-pool");
+                        logger->set_pattern("hostfit: %v");
                         spdlog::set_default_logger(logger);
 
                         const PoolFacts facts = probe_pool_facts(Sysroot("/"));
