@@ -124,6 +124,10 @@ void print_json(std::ostream& out, const nlohmann::json& j) {
   out << valid_utf8(j).dump(2) << "\n";
 }
 
+void print_json_line(std::ostream& out, const nlohmann::json& j) {
+  out << valid_utf8(j).dump() << std::endl;
+}
+
 void Table::print(std::ostream& out, std::string_view indent) const {
   // Cells as a terminal can show them: bytes that are not UTF-8 and control characters as \ooo.
   std::vector<std::vector<std::string>> rows;

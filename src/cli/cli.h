@@ -53,7 +53,10 @@ CLI::Option* add_pid_option(CLI::App& app, pid_t& pid, const std::string& help);
 // A validator that accepts what CpuSet::parse_list accepts.
 CLI::Validator cpu_list_validator();
 
+// Pretty JSON (print_json) or one line (print_json_line); bytes that are not UTF-8 are escaped as
+// \ooo, so printing never throws.
 void print_json(std::ostream& out, const nlohmann::json& j);
+void print_json_line(std::ostream& out, const nlohmann::json& j);
 
 // The sandbox runtime that --profile FILE (as `hostfit calibrate -o json` writes it) or else
 // --runtime NAME names; "none" when neither is given. kUsage errors name the file or the name.

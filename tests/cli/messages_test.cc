@@ -5,9 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "command.h"
+#include "hostfit/core.h"
 
 namespace hostfit {
 namespace {
@@ -108,6 +112,38 @@ TEST(MessagesTest, HeadroomAboveNinetyNinePointNineIsRefused) {
   EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
   EXPECT_NE(r.err.find("99.9%"), std::string::npos) << r.err;
   EXPECT_EQ(run_command({HOSTFIT_BIN, "plan", "--headroom", "99.9%"}).exit_code, 0);
+}
+
+// Issue 17 item 15: pool-check's self-check asked for 64 KiB whatever the slot size, so slots below
+// 64 KiB failed a pool that works.
+TEST(MessagesTest, PoolCheckWorksWithSlotsBelow64KiB) {
+  for (const char* size : {"4096", "16k"}) {
+    const auto r = run_command({HOSTFIT_BIN, "pool-check", "--slots", "8", "--slot-size", size,
+                                "--guard", "4096", "-o", "json"});
+    EXPECT_EQ(r.exit_code, 0) << size << ": " << r.out << r.err;
+    const auto j = nlohmann::json::parse(r.out, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << r.out;
+    EXPECT_TRUE(j["check"]["ok"].get<bool>()) << j["check"].dump();
+    EXPECT_EQ(j["check"]["acquired_bytes"].get<uint64_t>(), *parse_bytes(size)) << r.out;
+  }
+}
+
+// Issue 17 item 16: text that is not UTF-8 (a probe target, a ledger path) ended in "internal
+// error" after the action; now it is escaped in every message and in JSON.
+TEST(MessagesTest, TextThatIsNotUtf8NeverEndsInAnInternalError) {
+  const auto probe = run_command({HOSTFIT_BIN, "probe", "--cgroup", "/no\xff-such", "-o", "json"});
+  EXPECT_EQ(probe.exit_code, 1) << probe.err;
+  EXPECT_EQ(probe.err.find("internal error"), std::string::npos) << probe.err;
+  EXPECT_NE(probe.err.find("\\377"), std::string::npos) << probe.err;
+  EXPECT_EQ(lines(probe.err), 1u) << probe.err;
+  const std::string dir = "/tmp/hostfit-utf8-" + std::to_string(::getpid());
+  const auto place = run_command({HOSTFIT_BIN, "place", "--cpus", "1", "--ledger",
+                                  dir + "/l\xff.json", "--owner", "x", "-o", "json"});
+  EXPECT_EQ(place.err.find("internal error"), std::string::npos) << place.err;
+  if (place.exit_code == 0) {
+    EXPECT_FALSE(nlohmann::json::parse(place.out, nullptr, false).is_discarded()) << place.out;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

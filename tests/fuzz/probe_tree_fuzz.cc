@@ -72,13 +72,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   facts.cpu = probe_cpus(sysroot, facts.target, facts.cgroup);
   facts.memory = probe_memory(sysroot, facts.target);
   FUZZ_CHECK(facts.cpu.effective >= 0 && facts.cpu.effective_integer >= 1);
-  (void)to_json(facts, true).dump();
+  // As every printer of hostfit's does: bytes that are not UTF-8 must not throw.
+  (void)to_json(facts, true).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   for (uint64_t instances : {uint64_t{0}, uint64_t{8}}) {
     WorkloadShape shape;
     shape.instances_per_worker = instances;
     if (auto plan = make_plan(facts, shape)) {
       FUZZ_CHECK(plan->workers >= 1);
-      (void)to_json(*plan).dump();
+      (void)to_json(*plan).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       for (const auto& [key, value] : plan_environment(*plan))
         (void)value;
     }
