@@ -22,6 +22,7 @@ struct RunOptions {
   std::string cpus;
   std::string cpuset;
   std::string placement;
+  bool ignore_foreign = false;
   std::string memory;
   std::string memory_high;
   std::string pids;
@@ -143,6 +144,7 @@ Result<WorkloadRequest> to_request(const RunOptions& o) {
     if (!policy) return fail(policy.error().wrap("bad --placement"));
     r.placement = *policy;
     r.placement_nodes = nodes;
+    r.ignore_foreign = o.ignore_foreign;
   }
   auto memory = size_flag("--memory", o.memory);
   if (!memory) return fail(memory.error());
@@ -289,6 +291,9 @@ void add_run_command(CLI::App& app, Commands& commands) {
                   "Let hostfit place ceil(--cpus) CPUs: balanced, compact, spread or nodes:LIST "
                   "(recorded in the placement ledger, released at exit)")
       ->type_name("POLICY");
+  cmd->add_flag("--ignore-foreign", o->ignore_foreign,
+                "With --placement: also use CPUs that other tools pinned (docker --cpuset-cpus, "
+                "systemd AllowedCPUs=, taskset); by default only free CPUs are placed");
   cmd->add_option("--memory", o->memory, "Memory limit, e.g. 64Mi or 1.5G (also caps swap)")
       ->type_name("SIZE");
   cmd->add_option("--memory-high", o->memory_high,
