@@ -76,11 +76,11 @@ std::string cache_line(const std::string& name, const CacheController& c,
   std::string line = "memory of " + name + ": ";
   if (kernel_peak_bytes) line += "peak " + format_bytes(*kernel_peak_bytes) + " (the kernel's); ";
   line += "sampled every " + std::to_string(c.options().interval.count()) + " ms (" +
-          std::to_string(c.stats().samples) + " samples), the highest seen: usage " +
-          format_bytes(p.usage_bytes) + ", page cache " + format_bytes(p.file_bytes) +
-          " (tmpfs/shmem " + format_bytes(p.shmem_bytes) + "), anon " + format_bytes(p.anon_bytes) +
-          ", working set " + format_bytes(p.working_set_bytes) + ", unreclaimable " +
-          format_bytes(p.unreclaimable_bytes);
+          std::to_string(c.stats().samples) + (c.stats().samples == 1 ? " sample" : " samples") +
+          "), the highest seen: usage " + format_bytes(p.usage_bytes) + ", page cache " +
+          format_bytes(p.file_bytes) + " (tmpfs/shmem " + format_bytes(p.shmem_bytes) + "), anon " +
+          format_bytes(p.anon_bytes) + ", working set " + format_bytes(p.working_set_bytes) +
+          ", unreclaimable " + format_bytes(p.unreclaimable_bytes);
   const CacheLimiterStats& s = c.stats();
   if (c.options().limit_bytes) {
     line += "; --cache-limit " + format_bytes(*c.options().limit_bytes) + ": " +

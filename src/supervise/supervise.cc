@@ -340,8 +340,9 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
   const auto note_kernel_kills = [&](std::vector<KernelOomKill> kills) {
     for (auto& k : kills) {
       if (k.pid == pid) {
+        // Both records of the kill name it; the first one's time is the kill's.
         main_victim_logged = true;
-        main_kill_kernel_us = k.time_us;
+        if (!main_kill_kernel_us) main_kill_kernel_us = k.time_us;
       } else {
         ++other_kills;
         OomEvent e{k.pid, k.comm, k.time_us};

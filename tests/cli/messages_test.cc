@@ -6,12 +6,12 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "command.h"
 #include "hostfit/core.h"
+#include "sysroot_builder.h"
 
 namespace hostfit {
 namespace {
@@ -144,6 +144,23 @@ TEST(MessagesTest, TextThatIsNotUtf8NeverEndsInAnInternalError) {
     EXPECT_FALSE(nlohmann::json::parse(place.out, nullptr, false).is_discarded()) << place.out;
   }
   std::filesystem::remove_all(dir);
+}
+
+// Issue 17 item 16: `stat --watch -o json` dumped each line without escaping, so a cgroup path
+// that is not UTF-8 ended the watch in "internal error".
+TEST(MessagesTest, StatWatchJsonLinesEscapeTextThatIsNotUtf8) {
+  fixtures::Shape shape;
+  shape.cgroup_chain = {{.name = "svc\xff", .memory_current = 100 << 20}};
+  fixtures::TempDir dir;
+  ASSERT_TRUE(fixtures::write_sysroot(dir.path(), shape));
+  const auto r = run_command({"timeout", "1", HOSTFIT_BIN, "stat", "--sysroot", dir.path().string(),
+                              "/svc\xff", "--watch", "0.2", "-o", "json"});
+  EXPECT_EQ(r.exit_code, 124) << r.err;  // ended by timeout, not by an error
+  EXPECT_EQ(r.err.find("internal error"), std::string::npos) << r.err;
+  ASSERT_FALSE(r.out.empty()) << r.err;
+  const auto first = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')), nullptr, false);
+  ASSERT_FALSE(first.is_discarded()) << r.out;
+  EXPECT_EQ(first["cgroup"], "/svc\\377");
 }
 
 }  // namespace
