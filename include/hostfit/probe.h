@@ -246,8 +246,16 @@ struct HostFacts {
   bool nothing_known() const;
 };
 
-// Probes everything. Never fails as a whole: unreadable parts are unknown with their reason.
-HostFacts probe_host(const Sysroot& root, const ProbeTarget& target);
+// Which parts of a probe to run. The topology (hwloc) is the costly one: on x86 hwloc binds
+// itself to every CPU in turn to read cpuid, milliseconds that `hostfit run` need not pay unless
+// it places the workload.
+struct ProbeParts {
+  bool topology = true;
+};
+
+// Probes everything (but what `parts` leaves out: then unknown, saying so). Never fails as a
+// whole: unreadable parts are unknown with their reason.
+HostFacts probe_host(const Sysroot& root, const ProbeTarget& target, const ProbeParts& parts = {});
 
 // `hostfit probe --capture DIR`: after probing through `root` with recording on
 // (Sysroot::start_recording), writes every file the probe read, and the sysfs files hwloc reads

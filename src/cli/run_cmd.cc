@@ -225,7 +225,9 @@ int run(const RunOptions& o) {
   auto cache_options = to_cache_options(o, *request);
   if (!cache_options) return report(cache_options.error());
   const Sysroot root("/");
-  const HostFacts self = probe_host(root, ProbeTarget::self());
+  // Only a placement needs the topology; without one, the probe stays off hwloc (item 23).
+  const HostFacts self =
+      probe_host(root, ProbeTarget::self(), {.topology = request->placement.has_value()});
   if (auto st = validate_request(self, *request); !st) return report(st.error());
   if (cache_options->limit_bytes) {
     if (auto st = check_cache_limit_support(root, self.cgroup); !st) return report(st.error());
