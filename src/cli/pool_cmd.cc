@@ -155,7 +155,9 @@ void add_pool_command(CLI::App& app, Commands& commands) {
   cmd->footer(
       "Examples:\n"
       "  hostfit pool-check                          1,000 x 4 GiB slots\n"
-      "  prlimit --as=64G hostfit pool-check -o json | jq .tier,.reason\n"
+      "  prlimit --as=68719476736 hostfit pool-check -o json | jq .tier,.reason   (64 GiB: "
+      "util-linux\n"
+      "                                  2.38 reads --as=64G as 64 bytes; give bytes)\n"
       "  HOSTFIT_POOL=on-demand hostfit pool-check   force a tier");
 
   commands.push_back({cmd, [opts]() {

@@ -231,7 +231,8 @@ void add_probe_command(CLI::App& app, Commands& commands) {
       "Examples:\n"
       "  hostfit probe                     this process on this host\n"
       "  hostfit probe -o json | jq .cpu   machine-readable (keys in docs/probe.md)\n"
-      "  hostfit probe --cgroup /kubepods/pod1 --explain\n"
+      "  hostfit probe --cgroup /system.slice --explain   a cgroup of this host (see "
+      "/proc/*/cgroup)\n"
       "  hostfit probe --capture /tmp/cap       ...and keep what it read, to send or replay\n"
       "  hostfit probe --sysroot /tmp/cap       a captured /sys and /proc tree");
 
