@@ -343,9 +343,10 @@ TEST(PoolCheck, ForcedPoolUnderQemuUserIsBoundedAndItsOomIsNamed) {
   if (!have("qemu-x86_64"))
     GTEST_SKIP() << "qemu-x86_64 (Debian package qemu-user) is not installed";
   const std::string name = "pool-qemu-" + std::to_string(::getpid());
-  const CommandResult r = run(std::string(HOSTFIT_BIN) + " run --name " + name +
+  // stderr (where the refusal goes) into the captured output: sh -c '... 2>&1'.
+  const CommandResult r = run("sh -c '" + std::string(HOSTFIT_BIN) + " run --name " + name +
                               " --memory 1Gi -- env HOSTFIT_POOL=pool timeout 120 qemu-x86_64 " +
-                              HOSTFIT_BIN + " pool-check -o json 2>&1");
+                              HOSTFIT_BIN + " pool-check -o json 2>&1'");
   // Not 137 (the outer group's OOM kill) nor 124 (a hang): hostfit's own refusal.
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_THAT(r.out, HasSubstr("HOSTFIT_POOL=pool forces the pool tier, but"));
