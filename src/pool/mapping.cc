@@ -42,12 +42,15 @@ class ProbeCage {
     }
     const std::string limit = std::to_string(kProbeMemoryBytes);
     limit_file_ = join_path(dir_, v2_ ? kfile::kV2MemoryMax : kfile::kV1MemoryLimit);
-    if (!root.write(limit_file_, limit)) return discard();
+    if (!root.write(limit_file_, limit)) {
+      discard();
+      return;
+    }
     // No swap either: the bound is on memory, not a slower road to the same growth.
     (void)root.write(join_path(dir_, v2_ ? kfile::kV2MemorySwapMax : kfile::kV1MemswLimit),
                      v2_ ? "0" : limit);
     procs_ = ::open(root.path(join_path(dir_, kfile::kProcs)).c_str(), O_WRONLY | O_CLOEXEC);
-    if (procs_ < 0) return discard();
+    if (procs_ < 0) discard();
   }
   ProbeCage(const ProbeCage&) = delete;
   ProbeCage& operator=(const ProbeCage&) = delete;
