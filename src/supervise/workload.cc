@@ -352,8 +352,13 @@ std::string verdict_line(const WorkloadRun& run) {
            after + "; the OOM killer killed a process in the group (oom_in_group: true), but " +
            "whether it was this one is unknown (victim: unknown; " + r.oom_evidence + ")";
   }
+  // The counter may have risen for other processes' kills, each reported as it happened.
+  const std::string oom_note = r.oom_kills == 0
+                                   ? "oom_kill counter unchanged"
+                                   : "it killed " + std::to_string(r.oom_kills) + " other process" +
+                                         (r.oom_kills == 1 ? "" : "es") + " of the workload";
   return who + " was killed by signal " + std::to_string(r.signal) + " (SIG" + sig + ") after " +
-         after + "; not by the OOM killer (oom_kill counter unchanged)";
+         after + "; not by the OOM killer (" + oom_note + ")";
 }
 
 nlohmann::json to_json(const WorkloadRun& run) {
