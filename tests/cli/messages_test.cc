@@ -125,6 +125,8 @@ TEST(MessagesTest, PoolCheckWorksWithSlotsBelow64KiB) {
     ASSERT_FALSE(j.is_discarded()) << r.out;
     EXPECT_TRUE(j["check"]["ok"].get<bool>()) << j["check"].dump();
     EXPECT_EQ(j["check"]["acquired_bytes"].get<uint64_t>(), *parse_bytes(size)) << r.out;
+    // Item 18: the pool's INFO line is a hostfit line like every other.
+    EXPECT_TRUE(r.err.starts_with("hostfit: slot pool: tier=")) << r.err;
   }
 }
 
