@@ -324,7 +324,10 @@ TEST(PoolCheck, UnderQemuUserModeCompletesWithinItsProbeBoundAndNamesATier) {
   ASSERT_FALSE(j["probe"].empty()) << j.dump();
   for (const auto& a : j["probe"]) {
     if (a["ok"].get<bool>()) continue;
-    EXPECT_THAT(a["failure"].get<std::string>(), ::testing::HasSubstr("did not finish in time"))
+    // Cut off at the time bound, or at the memory bound hostfit sets for the probe (item 15).
+    EXPECT_THAT(a["failure"].get<std::string>(),
+                AnyOf(HasSubstr("did not finish in time"),
+                      HasSubstr("killed by the OOM killer at the bound hostfit set for it")))
         << j.dump();
   }
   EXPECT_EQ(j["check"]["ok"], true);
