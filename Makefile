@@ -5,8 +5,11 @@ CMAKE_FLAGS ?=
 ifneq ($(HOSTFIT_WERROR),)
 CMAKE_FLAGS += -DHOSTFIT_WERROR=$(HOSTFIT_WERROR)
 endif
+ifneq ($(shell command -v ccache),)
+CMAKE_FLAGS += -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
+endif
 
-.PHONY: all deps configure build run test bench format clean
+.PHONY: all deps configure build run test bench fuzz format clean
 
 all: build
 
@@ -32,6 +35,11 @@ test: build
 
 bench: build
 	bench/update-benchmarks
+
+# Each libFuzzer harness of tests/fuzz for FUZZ_SECONDS (600 by default), clang-19, ASan + UBSan.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) tests/fuzz/run-fuzz
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -78,6 +78,7 @@ Result<uint64_t> parse_count(std::string_view text, std::string_view flag, uint6
 
 inline constexpr uint64_t kDefaultMapHeadroom = 1000;  // maps left for the process's own use
 inline constexpr double kDefaultHeadroomPercent = 10;  // share of memory left out of the budget
+inline constexpr double kMaxHeadroomPercent = 99.9;    // the most --headroom may hold back
 
 struct WorkloadShape {
   // Sandbox instances each worker holds (one per plugin per worker). 0: a plain worker plan.

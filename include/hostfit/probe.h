@@ -246,8 +246,16 @@ struct HostFacts {
   bool nothing_known() const;
 };
 
-// Probes everything. Never fails as a whole: unreadable parts are unknown with their reason.
-HostFacts probe_host(const Sysroot& root, const ProbeTarget& target);
+// Which parts of a probe to run. The topology (hwloc) is the costly one: on x86 hwloc binds
+// itself to every CPU in turn to read cpuid, milliseconds that `hostfit run` need not pay unless
+// it places the workload.
+struct ProbeParts {
+  bool topology = true;
+};
+
+// Probes everything (but what `parts` leaves out: then unknown, saying so). Never fails as a
+// whole: unreadable parts are unknown with their reason.
+HostFacts probe_host(const Sysroot& root, const ProbeTarget& target, const ProbeParts& parts = {});
 
 // `hostfit probe --capture DIR`: after probing through `root` with recording on
 // (Sysroot::start_recording), writes every file the probe read, and the sysfs files hwloc reads
@@ -261,9 +269,9 @@ struct CaptureSummary {
 };
 Result<CaptureSummary> write_capture(const Sysroot& root, const std::filesystem::path& dir);
 
-// For a cgroup target: kNotFound unless the cgroup exists in at least one mounted hierarchy (the
-// message lists the hierarchies looked in). Other targets: ok.
-Status check_cgroup_target(const Sysroot& root, const HostFacts& facts);
+// kNotFound for a target that is not there: a process without /proc/PID, or a cgroup that no
+// mounted hierarchy has (the message lists the hierarchies looked in). The self target: ok.
+Status check_target(const Sysroot& root, const HostFacts& facts);
 
 // The pieces, for callers that need only one part (all read through the Sysroot).
 CgroupFacts probe_cgroups(const Sysroot& root, const ProbeTarget& target);

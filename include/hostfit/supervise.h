@@ -1,8 +1,9 @@
 // hostfit supervise: run one workload in its cgroup, in the foreground, and say what really ended
 // it. The child joins the group before exec (no shell), hostfit waits on a pidfd, forwards
 // SIGINT/SIGTERM/SIGHUP/SIGQUIT and escalates to SIGKILL after the stop timeout. An OOM kill is
-// KILLED(OOM) only when the main process died of SIGKILL and the group's oom_kill counter rose:
-// never from exit code 137 alone, never from the order of events.
+// KILLED(OOM) only when the main process died of SIGKILL, the group's oom_kill counter rose, and
+// the kernel log names the main process as the victim: never from exit code 137 alone, never from
+// the order of events.
 //
 //   hostfit::RunRecord r = hostfit::supervise(*driver, group, {.argv = {"python3", "-c", "..."}});
 //   r.state == hostfit::RunState::kKilled && r.reason == hostfit::KillReason::kOom
@@ -56,6 +57,10 @@ struct RunRecord {
   std::string
       oom_evidence;  // how an OOM verdict was reached, e.g. "memory.oom_control oom_kill 0 -> 1"
   std::vector<OomEvent> events;  // OOM kills of other processes of the workload
+  // The main process died of SIGKILL while the group's oom_kill counter rose, but the kernel log
+  // (unreadable, or silent about it) cannot say whether the main process was the victim: the
+  // verdict stays KILLED(SIGNAL 9), never a guessed KILLED(OOM).
+  bool oom_victim_unknown = false;
   std::optional<uint64_t> memory_peak_bytes;
   std::optional<uint64_t> cpu_usage_us;
   std::optional<uint64_t> memory_limit_bytes;  // the group's limit, for the verdict line
@@ -103,6 +108,10 @@ struct KernelOomKill {
 };
 // The kill described by one kmsg record, or nullopt for any other (or garbled) record.
 std::optional<KernelOomKill> parse_kmsg_oom_kill(std::string_view record);
+// The victim of the other record every OOM kill writes, "...: Killed process PID (COMM) ...",
+// which the kernel never rate-limits (the "oom-kill:" summary is rate-limited with the rest of
+// the OOM report); task_memcg is empty. nullopt for any other record.
+std::optional<KernelOomKill> parse_kmsg_killed_process(std::string_view record);
 
 // ---------------------------------------------------------------------------------------------
 // A whole `hostfit run`: validate, create and limit the group, size the workload, supervise it,
@@ -144,6 +153,10 @@ struct WorkloadRun {
   CgroupMode mode = CgroupMode::kNone;
   double stop_timeout_s = 0;
 };
+
+// The smallest --memory and --memory-high hostfit accepts, as Docker refuses limits below 6 MiB:
+// less is a forgotten unit, and the workload would be OOM-killed at once.
+inline constexpr uint64_t kMinMemoryBytes = uint64_t{6} << 20;
 
 // Checks a request against what hostfit itself may use (`self`, from probe_host of "/proc/self")
 // before anything is created. kUsage errors name the flag, the value and what is accepted.

@@ -73,6 +73,7 @@ void add_calibrate_command(CLI::App& app, Commands& commands) {
                   "Grow to this many instances, or to the first failure (default 64)");
   cmd->add_option("--module", flags->module, "A .wasm module (default: the built-in plugin)");
   cmd->add_option("--memory-limit", flags->memory_limit, "RLIMIT_DATA of the child (default 4Gi)")
+      ->type_name("SIZE")
       ->check(size_validator());
   cmd->add_option("--timeout", flags->timeout, "Seconds the whole run may take (default 300)");
   add_format_option(*cmd, flags->format, {Format::kTable, Format::kJson});

@@ -30,7 +30,7 @@ int report(const Error& error) {
 }
 
 int usage_error(const std::string& message) {
-  std::cerr << "hostfit: " << message << "\n";
+  std::cerr << "hostfit: " << escape_bytes(message, true) << "\n";
   return kExitUsage;
 }
 
@@ -73,7 +73,7 @@ CLI::Validator size_validator() {
         auto parsed = parse_bytes(value);
         return parsed ? std::string() : parsed.error().message;
       },
-      "SIZE", "size");
+      "", "size");
 }
 
 CLI::Validator cpu_list_validator() {
@@ -82,7 +82,19 @@ CLI::Validator cpu_list_validator() {
         auto parsed = CpuSet::parse_list(value);
         return parsed ? std::string() : parsed.error().message;
       },
-      "LIST", "cpu list");
+      "", "cpu list");
+}
+
+CLI::Option* add_pid_option(CLI::App& app, pid_t& pid, const std::string& help) {
+  return app.add_option("--pid", pid, help)
+      ->type_name("PID")
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            const auto n = parse_u64(value);
+            if (n && *n >= 1 && *n <= 4194304) return {};
+            return "'" + value + "' is not a process id (give a PID from 1 to 4194304)";
+          },
+          "", "pid"));
 }
 
 namespace {
@@ -110,6 +122,10 @@ nlohmann::json valid_utf8(const nlohmann::json& j) {
 
 void print_json(std::ostream& out, const nlohmann::json& j) {
   out << valid_utf8(j).dump(2) << "\n";
+}
+
+void print_json_line(std::ostream& out, const nlohmann::json& j) {
+  out << valid_utf8(j).dump() << std::endl;
 }
 
 void Table::print(std::ostream& out, std::string_view indent) const {

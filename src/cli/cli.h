@@ -48,10 +48,15 @@ CLI::Option* add_sysroot_option(CLI::App& app, std::string& sysroot);
 
 // A validator that accepts what parse_bytes accepts, naming the value and the accepted form.
 CLI::Validator size_validator();
+// Adds "--pid PID": 1 to 4194304 (the kernel's PID_MAX_LIMIT).
+CLI::Option* add_pid_option(CLI::App& app, pid_t& pid, const std::string& help);
 // A validator that accepts what CpuSet::parse_list accepts.
 CLI::Validator cpu_list_validator();
 
+// Pretty JSON (print_json) or one line (print_json_line); bytes that are not UTF-8 are escaped as
+// \ooo, so printing never throws.
 void print_json(std::ostream& out, const nlohmann::json& j);
+void print_json_line(std::ostream& out, const nlohmann::json& j);
 
 // The sandbox runtime that --profile FILE (as `hostfit calibrate -o json` writes it) or else
 // --runtime NAME names; "none" when neither is given. kUsage errors name the file or the name.

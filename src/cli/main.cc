@@ -1,7 +1,51 @@
 // hostfit: find out what a workload can really use on this machine, and act on it.
+#include <cctype>
 #include <iostream>
+#include <optional>
+#include <string>
 
 #include "cli.h"
+
+namespace {
+
+// The first flag on the command line (before "--") that neither hostfit nor the chosen command
+// knows. CLI11 would otherwise blame a later argument ("argument not expected: x") when a
+// misspelt flag is taken for the start of the command.
+std::optional<std::string> unknown_flag(const CLI::App& app, int argc, char** argv) {
+  const CLI::App* scope = &app;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") break;
+    if (scope == &app && !arg.starts_with("-")) {
+      for (const auto* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+        if (sub->check_name(arg)) scope = sub;
+      }
+      continue;
+    }
+    if (!arg.starts_with("-") || arg == "-" ||
+        (arg.size() > 1 && std::isdigit(static_cast<unsigned char>(arg[1]))))
+      continue;
+    // "--name=value" and "-ojson" are the flag "--name" and "-o".
+    const std::string flag =
+        arg.starts_with("--") ? arg.substr(0, arg.find('=')) : arg.substr(0, 2);
+    if (!scope->get_option_no_throw(flag) && !app.get_option_no_throw(flag) && flag != "-h" &&
+        flag != "--help") {
+      return flag;
+    }
+  }
+  return std::nullopt;
+}
+
+// What `hostfit` alone prints: how to call it and the commands, not every command's help.
+std::string short_usage(const CLI::App& app) {
+  std::string out =
+      "usage: hostfit COMMAND [FLAGS] (hostfit COMMAND --help for its flags)\ncommands:";
+  for (const auto* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    out += " " + sub->get_name();
+  return out + "\n";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace hostfit::cli;
@@ -44,6 +88,9 @@ int main(int argc, char** argv) {
     const auto chosen = app.get_subcommands();
     const std::string help =
         chosen.empty() ? "hostfit --help" : "hostfit " + chosen.front()->get_name() + " --help";
+    if (auto flag = unknown_flag(app, argc, argv)) {
+      return usage_error("unknown option " + *flag + " (see '" + help + "')");
+    }
     return usage_error(std::string(e.what()) + " (see '" + help + "')");
   }
 
@@ -58,6 +105,6 @@ int main(int argc, char** argv) {
       return kExitFailure;
     }
   }
-  std::cerr << app.help();
+  std::cerr << short_usage(app);
   return kExitUsage;
 }

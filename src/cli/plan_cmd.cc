@@ -163,8 +163,7 @@ void add_plan_command(CLI::App& app, Commands& commands) {
       "memory, address space, vm.max_map_count and the runtime's per-VM cost. Workers are "
       "lowered until workers x instances per worker fits the budget.");
   add_sysroot_option(*cmd, o->sysroot);
-  auto* pid = cmd->add_option("--pid", o->pid, "Plan for the process PID's view")
-                  ->check(CLI::PositiveNumber);
+  auto* pid = add_pid_option(*cmd, o->pid, "Plan for the process PID's view");
   cmd->add_option("--cgroup", o->cgroup,
                   "Plan for a cgroup by its path inside the hierarchy (e.g. /kubepods/pod1)")
       ->excludes(pid);
@@ -258,7 +257,7 @@ void add_plan_command(CLI::App& app, Commands& commands) {
                           return report(Error{ErrorKind::kNotFound, "cannot plan: " + why, 0});
                         }
                         // A plan for a cgroup that is not there would silently be the host's.
-                        if (auto st = check_cgroup_target(root, facts); !st) {
+                        if (auto st = check_target(root, facts); !st) {
                           return report(st.error());
                         }
                         auto plan = make_plan(facts, *shape);

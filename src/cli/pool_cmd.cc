@@ -2,6 +2,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -12,7 +13,8 @@
 namespace hostfit::cli {
 namespace {
 
-// What pool-check acquires, touches and releases to show the chosen tier works.
+// What pool-check acquires, touches and releases to show the chosen tier works: 64 KiB, or the
+// whole slot when slots are smaller.
 constexpr uint64_t kCheckBytes = 64 << 10;
 
 struct PoolCheckOptions {
@@ -26,11 +28,13 @@ struct PoolCheckOptions {
 struct CheckResult {
   bool ok = false;
   std::string error;
+  uint64_t bytes = 0;  // acquired, written and released
 };
 
 // Acquire, write across, read back, release: the smallest proof that the tier works.
-CheckResult check_pool(SlotPool& pool) {
-  auto slot = pool.acquire(kCheckBytes);
+CheckResult check_pool(SlotPool& pool, uint64_t slot_bytes) {
+  const uint64_t bytes = std::min(kCheckBytes, slot_bytes);
+  auto slot = pool.acquire(bytes);
   if (!slot) return {false, slot.error().to_error().message};
   std::memset(slot->base, 0x5A, slot->size_bytes);
   for (uint64_t i = 0; i < slot->size_bytes; ++i) {
@@ -39,7 +43,7 @@ CheckResult check_pool(SlotPool& pool) {
   if (auto released = pool.release(*slot); !released) {
     return {false, released.error().to_error().message};
   }
-  return {true, {}};
+  return {true, {}, bytes};
 }
 
 nlohmann::json limit_json(const Limit& limit) {
@@ -79,7 +83,7 @@ nlohmann::json to_json(const SlotPool& pool, const PoolFacts& facts, uint32_t re
           {"probe", attempts},
           {"probe_ms", probe_ms},
           {"check",
-           {{"acquired_bytes", kCheckBytes},
+           {{"acquired_bytes", check.bytes},
             {"ok", check.ok},
             {"error", check.ok ? nlohmann::json(nullptr) : nlohmann::json(check.error)}}},
           {"facts",
@@ -117,7 +121,7 @@ void print_table(const SlotPool& pool, const PoolFacts& facts, uint32_t requeste
                         " slots (" + format_bytes(a.reservation_bytes) +
                         "): " + (a.ok ? "ok" : a.failure) + ", " + ms});
   }
-  t.add({"check", check.ok ? "acquired, wrote and released " + format_bytes(kCheckBytes)
+  t.add({"check", check.ok ? "acquired, wrote and released " + format_bytes(check.bytes)
                            : "failed: " + check.error});
   for (const auto& u : facts.unknown)
     t.add({"unknown", u});
@@ -133,21 +137,27 @@ void add_pool_command(CLI::App& app, Commands& commands) {
       "Show which SlotPool tier (pool, small, on-demand) this process would get here and why: "
       "RLIMIT_AS, RLIMIT_DATA, address bits, overcommit, the memory cgroup limit and "
       "vm.max_map_count, confirmed by a real reservation probe. HOSTFIT_POOL forces a tier.");
-  cmd->add_option("--slots", opts->slots, "Slots wanted (default 1000)")
-      ->check(CLI::Range(1u, 1u << 24));
+  cmd->add_option("--slots", opts->slots, "Slots wanted, 1 to 16777216 (default 1000)")
+      ->type_name("N")
+      ->check(CLI::Range(1u, 1u << 24).description(""));
   cmd->add_option("--slot-size", opts->slot_size, "Largest size of one slot (default 4GiB)")
+      ->type_name("SIZE")
       ->check(size_validator());
   cmd->add_option("--guard", opts->guard,
                   "No-access guard before and after each slot (default 32MiB)")
+      ->type_name("SIZE")
       ->check(size_validator());
   cmd->add_option("--probe-timeout-ms", opts->probe_timeout_ms,
                   "Bound on the reservation probe, in ms (default 3000)")
-      ->check(CLI::Range(int64_t{1}, int64_t{600000}));
+      ->type_name("MS")
+      ->check(CLI::Range(int64_t{1}, int64_t{600000}).description(""));
   add_format_option(*cmd, opts->format, {Format::kTable, Format::kJson});
   cmd->footer(
       "Examples:\n"
       "  hostfit pool-check                          1,000 x 4 GiB slots\n"
-      "  prlimit --as=64G hostfit pool-check -o json | jq .tier,.reason\n"
+      "  prlimit --as=68719476736 hostfit pool-check -o json | jq .tier,.reason   (64 GiB: "
+      "util-linux\n"
+      "                                  2.38 reads --as=64G as 64 bytes; give bytes)\n"
       "  HOSTFIT_POOL=on-demand hostfit pool-check   force a tier");
 
   commands.push_back({cmd, [opts]() {
@@ -163,13 +173,16 @@ void add_pool_command(CLI::App& app, Commands& commands) {
                         options.probe_timeout = std::chrono::milliseconds(opts->probe_timeout_ms);
 
                         // The pool's INFO line goes to stderr so that stdout stays one document.
+                        // One line like every other message of hostfit's: "hostfit: slot pool:
+                        // ...".
                         auto logger = spdlog::stderr_logger_st("hostfit-pool");
+                        logger->set_pattern("hostfit: %v");
                         spdlog::set_default_logger(logger);
 
                         const PoolFacts facts = probe_pool_facts(Sysroot("/"));
                         auto pool = SlotPool::create(options, facts);
                         if (!pool) return report(pool.error());
-                        const CheckResult check = check_pool(**pool);
+                        const CheckResult check = check_pool(**pool, *slot_bytes);
                         if (opts->format == Format::kJson) {
                           print_json(std::cout, to_json(**pool, facts, opts->slots, check));
                         } else {

@@ -181,7 +181,7 @@ int run_probe(const ProbeOptions& opts) {
                                        : "sysroot " + opts.sysroot + " does not exist";
     return report(Error{ErrorKind::kNotFound, "cannot probe: " + why, 0});
   }
-  if (auto st = check_cgroup_target(root, facts); !st) return report(st.error());
+  if (auto st = check_target(root, facts); !st) return report(st.error());
   std::optional<CaptureSummary> captured;
   if (!opts.capture.empty()) {
     auto summary = write_capture(root, opts.capture);
@@ -216,8 +216,7 @@ void add_probe_command(CLI::App& app, Commands& commands) {
       "binds them, NUMA topology, cgroup limits over the whole ancestor chain, memory and kernel "
       "limits, virtualization.");
   add_sysroot_option(*cmd, opts->sysroot);
-  auto* pid = cmd->add_option("--pid", opts->pid, "Probe the process PID instead of hostfit itself")
-                  ->check(CLI::PositiveNumber);
+  auto* pid = add_pid_option(*cmd, opts->pid, "Probe the process PID instead of hostfit itself");
   cmd->add_option("--cgroup", opts->cgroup,
                   "Probe a cgroup by its path inside the hierarchy (e.g. /kubepods/pod1), with no "
                   "process in it")
@@ -232,7 +231,8 @@ void add_probe_command(CLI::App& app, Commands& commands) {
       "Examples:\n"
       "  hostfit probe                     this process on this host\n"
       "  hostfit probe -o json | jq .cpu   machine-readable (keys in docs/probe.md)\n"
-      "  hostfit probe --cgroup /kubepods/pod1 --explain\n"
+      "  hostfit probe --cgroup /system.slice --explain   a cgroup of this host (see "
+      "/proc/*/cgroup)\n"
       "  hostfit probe --capture /tmp/cap       ...and keep what it read, to send or replay\n"
       "  hostfit probe --sysroot /tmp/cap       a captured /sys and /proc tree");
 

@@ -1,7 +1,12 @@
 // hostfit run: one workload in the foreground, in its own cgroup, and the truth about its end.
-#include <fstream>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <utility>
 
 #include "cli.h"
 #include "hostfit/cache.h"
@@ -62,14 +67,20 @@ Result<CacheLimitOptions> to_cache_options(const RunOptions& o, const WorkloadRe
   return cache;
 }
 
-// "peaks: usage 1 GiB = page cache 1 GiB (tmpfs 0 B) + anon 2 MiB + kernel 3 MiB; ..."
-std::string cache_line(const std::string& name, const CacheController& c) {
+// "memory of etl: peak 64 MiB (the kernel's); sampled every 50 ms (12 samples), the highest
+// seen: usage 27 MiB, page cache ...". The peak is the kernel's own (memory.max_usage_in_bytes,
+// memory.peak); the breakdown is sampled, and the line says so, since a sampler misses spikes.
+std::string cache_line(const std::string& name, const CacheController& c,
+                       const std::optional<uint64_t>& kernel_peak_bytes) {
   const MemoryBreakdown& p = c.peaks();
-  std::string line = "memory of " + name + " at its peaks: usage " + format_bytes(p.usage_bytes) +
-                     ", page cache " + format_bytes(p.file_bytes) + " (tmpfs/shmem " +
-                     format_bytes(p.shmem_bytes) + "), anon " + format_bytes(p.anon_bytes) +
-                     ", working set " + format_bytes(p.working_set_bytes) + ", unreclaimable " +
-                     format_bytes(p.unreclaimable_bytes);
+  std::string line = "memory of " + name + ": ";
+  if (kernel_peak_bytes) line += "peak " + format_bytes(*kernel_peak_bytes) + " (the kernel's); ";
+  line += "sampled every " + std::to_string(c.options().interval.count()) + " ms (" +
+          std::to_string(c.stats().samples) + (c.stats().samples == 1 ? " sample" : " samples") +
+          "), the highest seen: usage " + format_bytes(p.usage_bytes) + ", page cache " +
+          format_bytes(p.file_bytes) + " (tmpfs/shmem " + format_bytes(p.shmem_bytes) + "), anon " +
+          format_bytes(p.anon_bytes) + ", working set " + format_bytes(p.working_set_bytes) +
+          ", unreclaimable " + format_bytes(p.unreclaimable_bytes);
   const CacheLimiterStats& s = c.stats();
   if (c.options().limit_bytes) {
     line += "; --cache-limit " + format_bytes(*c.options().limit_bytes) + ": " +
@@ -161,17 +172,71 @@ Result<WorkloadRequest> to_request(const RunOptions& o) {
   return r;
 }
 
+// The --report file, opened before the workload starts so that a path that cannot be written is
+// a usage-time error, not a report lost after the run. A file this run created is removed when
+// the run does not get as far as writing it.
+class ReportFile {
+ public:
+  static Result<ReportFile> open(const std::string& path) {
+    ReportFile f;
+    f.path_ = path;
+    if (path.empty()) return f;
+    f.fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (f.fd_ >= 0) {
+      f.created_ = true;
+    } else if (errno == EEXIST) {
+      f.fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+    }
+    if (f.fd_ < 0) return fail(Error::from_errno(errno, "open --report", path));
+    return f;
+  }
+  ReportFile() = default;
+  ReportFile(ReportFile&& o) noexcept
+      : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), created_(o.created_) {}
+  ReportFile& operator=(ReportFile&&) = delete;
+  ~ReportFile() {
+    if (fd_ < 0) return;
+    ::close(fd_);
+    if (created_ && !written_) ::unlink(path_.c_str());
+  }
+  // Replaces the file's contents with text; the error names the path.
+  Status write(const std::string& text) {
+    if (fd_ < 0) return {};
+    if (::ftruncate(fd_, 0) != 0 && errno != EINVAL) {
+      return fail(Error::from_errno(errno, "write the report to", path_));
+    }
+    for (size_t done = 0; done < text.size();) {
+      const ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return fail(Error::from_errno(n < 0 ? errno : EIO, "write the report to", path_));
+      done += static_cast<size_t>(n);
+    }
+    written_ = true;
+    return {};
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool created_ = false;
+  bool written_ = false;
+};
+
 int run(const RunOptions& o) {
   auto request = to_request(o);
   if (!request) return report(request.error());
   auto cache_options = to_cache_options(o, *request);
   if (!cache_options) return report(cache_options.error());
   const Sysroot root("/");
-  const HostFacts self = probe_host(root, ProbeTarget::self());
+  // Only a placement needs the topology; without one, the probe stays off hwloc (item 23).
+  const HostFacts self =
+      probe_host(root, ProbeTarget::self(), {.topology = request->placement.has_value()});
   if (auto st = validate_request(self, *request); !st) return report(st.error());
   if (cache_options->limit_bytes) {
     if (auto st = check_cache_limit_support(root, self.cgroup); !st) return report(st.error());
   }
+  auto report_file = ReportFile::open(o.report_file);
+  if (!report_file) return report(report_file.error());
 
   std::string name;
   SuperviseHooks hooks;
@@ -202,15 +267,14 @@ int run(const RunOptions& o) {
   if (cache) (void)cache->stop();
   std::cerr << "hostfit: " << verdict_line(*run) << "\n";
   if (cache && cache->stats().samples > 0)
-    std::cerr << "hostfit: " << cache_line(name, *cache) << "\n";
+    std::cerr << "hostfit: " << cache_line(name, *cache, run->record.memory_peak_bytes) << "\n";
   if (!o.report_file.empty()) {
     nlohmann::json j = to_json(*run);
     j["cache"] = cache ? to_json(*cache) : nlohmann::json(nullptr);
-    std::ofstream out(o.report_file);
-    if (out) print_json(out, j);
-    if (!out) {
-      std::cerr << "hostfit: cannot write the report to " << o.report_file << "\n";
-    }
+    std::ostringstream text;
+    print_json(text, j);
+    // The workload's own code says how it ended; a lost report is hostfit's failure.
+    if (auto st = report_file->write(text.str()); !st) return report(st.error());
   }
   return run->record.shell_exit_code();
 }
@@ -284,16 +348,18 @@ void add_run_command(CLI::App& app, Commands& commands) {
       "GOMAXPROCS, ...) and HOSTFIT_NAME HOSTFIT_CGROUP HOSTFIT_CPUSET HOSTFIT_MEMS\n"
       "HOSTFIT_MEMORY_LIMIT.\n"
       "\n"
-      "Memory: hostfit samples the group every --cache-interval and prints the peaks of page\n"
-      "cache, tmpfs, anon, working set and unreclaimable memory at the end (docs/cache.md);\n"
-      "--report has them under \"cache\".\n"
+      "Memory: the verdict's peak is the kernel's (memory.max_usage_in_bytes, memory.peak);\n"
+      "hostfit also samples the group every --cache-interval and prints the highest page cache,\n"
+      "tmpfs, anon, working set and unreclaimable memory it saw, labelled as sampled\n"
+      "(docs/cache.md); --report has them under \"cache\".\n"
       "\n"
       "Exit code: the workload's, or 128 + signal (137 for an OOM kill), 127 when the command\n"
       "cannot be executed; 2 for a usage error (nothing is created).\n"
       "\n"
       "Examples:\n"
       "  hostfit run --memory 64Mi -- python3 -c 'bytearray(512 << 20)'\n"
-      "  hostfit run --cpus 2 -- nginx -g 'daemon off; worker_processes {workers};'\n"
+      "  hostfit run --cpus 2 -- nginx -p \"$PWD\" -c examples/nginx/nginx.conf \\\n"
+      "      -g 'daemon off; worker_processes {workers};'\n"
       "  hostfit run --name etl --memory 1G --report etl.json -- ./etl --threads {workers}\n"
       "  hostfit run --memory 2Gi --cache-limit 64Mi -- python3 -m http.server 8080");
   commands.push_back({cmd, [o]() { return run(*o); }});

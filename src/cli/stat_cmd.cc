@@ -196,7 +196,7 @@ int run_stat(const StatOptions& opts) {
     if (opts.format == Format::kJson) {
       // One object; with --watch one per line, for jq and log shippers.
       if (watching) {
-        std::cout << to_json(*group, *s).dump() << std::endl;
+        print_json_line(std::cout, to_json(*group, *s));
       } else {
         print_json(std::cout, to_json(*group, *s));
       }

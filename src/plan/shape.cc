@@ -38,7 +38,7 @@ Result<Headroom> parse_headroom(std::string_view text) {
   const std::string accepted = " (accepted: a share of memory like 10% or a size like 256Mi)";
   if (t.ends_with('%')) {
     const auto value = parse_double(t.substr(0, t.size() - 1));
-    if (!value || *value < 0 || *value >= 100) {
+    if (!value || *value < 0 || *value > kMaxHeadroomPercent) {
       return fail(ErrorKind::kUsage, "'" + std::string(text) +
                                          "' is not a headroom share from 0% to 99.9%" + accepted);
     }

@@ -11,9 +11,79 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
+
+#include "../probe/kernel_files.h"
+#include "hostfit/probe.h"
 
 namespace hostfit::pool_detail {
 namespace {
+
+// The most memory the probe child may use: a few pages natively. Under qemu-user the emulator's
+// bookkeeping for a terabyte reservation grew to 23.7 GB and set off the host's OOM killer; qemu
+// ignores RLIMIT_AS and RLIMIT_DATA (it will not limit itself), so the bound is a memory cgroup.
+constexpr uint64_t kProbeMemoryBytes = uint64_t{256} << 20;
+
+// A memory cgroup of its own for the probe child, below hostfit's own (best effort: none without
+// write access, or on cgroup v2 when hostfit's group cannot delegate the memory controller).
+// Removed on destruction, after the child is gone.
+class ProbeCage {
+ public:
+  ProbeCage() {
+    const Sysroot root("/");
+    const CgroupFacts facts = probe_cgroups(root, ProbeTarget::self());
+    const ControllerPath* memory = facts.find("memory");
+    if (memory == nullptr) return;
+    v2_ = memory->v2;
+    dir_ = join_path(memory->dir, "hostfit-probe-" + std::to_string(::getpid()));
+    if (!root.make_dir(dir_)) {
+      dir_.clear();
+      return;
+    }
+    const std::string limit = std::to_string(kProbeMemoryBytes);
+    limit_file_ = join_path(dir_, v2_ ? kfile::kV2MemoryMax : kfile::kV1MemoryLimit);
+    if (!root.write(limit_file_, limit)) {
+      discard();
+      return;
+    }
+    // No swap either: the bound is on memory, not a slower road to the same growth.
+    (void)root.write(join_path(dir_, v2_ ? kfile::kV2MemorySwapMax : kfile::kV1MemswLimit),
+                     v2_ ? "0" : limit);
+    procs_ = ::open(root.path(join_path(dir_, kfile::kProcs)).c_str(), O_WRONLY | O_CLOEXEC);
+    if (procs_ < 0) discard();
+  }
+  ProbeCage(const ProbeCage&) = delete;
+  ProbeCage& operator=(const ProbeCage&) = delete;
+  ~ProbeCage() { discard(); }
+
+  // cgroup.procs of the cage, for the child to write "0" into; -1 when there is no cage.
+  int procs_fd() const { return procs_; }
+  // "a 256 MiB memory cgroup (memory.limit_in_bytes of DIR)", or "" without a cage.
+  std::string bound() const {
+    if (procs_ < 0) return {};
+    return "a " + format_bytes(kProbeMemoryBytes) + " memory cgroup (" + limit_file_ + ")";
+  }
+  // Whether the kernel's OOM killer killed in the cage (its oom_kill counter).
+  bool oom_killed() const {
+    if (procs_ < 0) return false;
+    const auto text =
+        Sysroot("/").read(join_path(dir_, v2_ ? kfile::kV2MemoryEvents : kfile::kV1OomControl));
+    if (!text) return false;
+    const auto keyed = parse_keyed_numbers(*text);
+    const auto it = keyed.find("oom_kill");
+    return it != keyed.end() && it->second > 0;
+  }
+
+ private:
+  void discard() {
+    if (procs_ >= 0) ::close(std::exchange(procs_, -1));
+    if (!dir_.empty()) (void)Sysroot("/").remove_dir(std::exchange(dir_, {}));
+  }
+  std::string dir_;
+  std::string limit_file_;
+  bool v2_ = false;
+  int procs_ = -1;
+};
 
 constexpr int kReserveFlags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
 constexpr unsigned char kProbePattern = 0xA5;
@@ -173,20 +243,25 @@ ProbeOutcome probe_reservation(const ProbeRequest& request,
   }
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
-    ProbeOutcome out = outcome_of(request, run_probe(request));
+    ProbeOutcome out;
+    out.failure = "cannot create the probe's pipe: " + std::string(std::strerror(errno));
     out.elapsed_ms = ms_since(start);
     return out;
   }
+  const ProbeCage cage;
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(fds[0]);
     ::close(fds[1]);
-    ProbeOutcome out = outcome_of(request, run_probe(request));
+    ProbeOutcome out;
+    out.failure = "cannot fork the probe: " + std::string(std::strerror(errno));
     out.elapsed_ms = ms_since(start);
     return out;
   }
   if (pid == 0) {
     ::close(fds[0]);
+    // Into the cage before anything is reserved; a probe that cannot be bounded does not run.
+    if (cage.procs_fd() >= 0 && ::write(cage.procs_fd(), "0", 1) != 1) ::_exit(3);
     const ProbeReport report = run_probe(request);
     const ssize_t written = ::write(fds[1], &report, sizeof report);
     ::_exit(written == static_cast<ssize_t>(sizeof report) ? 0 : 1);
@@ -224,6 +299,11 @@ ProbeOutcome probe_reservation(const ProbeRequest& request,
     out.timed_out = true;
     out.failure = "the probe of a " + format_bytes(request.reservation_bytes) +
                   " reservation did not finish in time and was killed";
+  } else if (got < sizeof report && WIFSIGNALED(status) && cage.oom_killed()) {
+    out.oom_killed = true;
+    out.failure = "the probe of a " + format_bytes(request.reservation_bytes) +
+                  " reservation was killed by the OOM killer at the bound hostfit set for it, " +
+                  cage.bound() + " (under qemu-user the emulator's bookkeeping grows with it)";
   } else if (got < sizeof report) {
     out.failure = WIFSIGNALED(status)
                       ? "the probe process died of signal " + std::to_string(WTERMSIG(status))

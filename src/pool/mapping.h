@@ -36,7 +36,8 @@ struct ProbeOutcome {
   bool ok = false;
   bool zero_check_failed = false;  // MADV_DONTNEED left data behind (QEMU user mode before 7.1)
   bool timed_out = false;
-  std::string failure;  // what failed, with the errno text
+  bool oom_killed = false;  // the OOM killer ended it at the memory bound hostfit set for it
+  std::string failure;      // what failed, with the errno text
   double elapsed_ms = 0;
 };
 

@@ -31,6 +31,18 @@ std::string compact_bytes(uint64_t bytes) {
   return s;
 }
 
+// The probe of a plan's reservation: its first and last slot, at the pool's page size.
+detail::ProbeRequest probe_request(const TierPlan& plan, uint64_t page) {
+  detail::ProbeRequest request;
+  request.reservation_bytes = plan.reservation_bytes;
+  request.first_slot_offset = plan.guard_bytes;
+  request.last_slot_offset =
+      plan.guard_bytes + uint64_t{plan.slot_count - 1} * (plan.slot_bytes + plan.guard_bytes);
+  request.page_bytes = page;
+  request.strict_overcommit = plan.strict_overcommit;
+  return request;
+}
+
 PoolError pool_error(PoolErrorKind kind, std::string message, int sys_errno = 0) {
   return PoolError{kind, std::move(message), sys_errno};
 }
@@ -139,6 +151,16 @@ Result<std::unique_ptr<SlotPool>> SlotPool::create(const PoolOptions& options,
   std::vector<ProbeAttempt> attempts;
   std::byte* reservation = nullptr;
   if (forced && plan.tier != PoolTier::kOnDemand) {
+    // Forced means "no fallback", not "no bound": the reservation is tried first in a child with
+    // a memory and time bound, so that one that would grow without end (an emulator's) is an
+    // error here instead of the host's OOM killer's business.
+    const detail::ProbeOutcome bounded = detail::probe_reservation(
+        probe_request(plan, page), std::chrono::steady_clock::now() + opts.probe_timeout);
+    if (bounded.oom_killed || bounded.timed_out) {
+      return fail(ErrorKind::kResource, forced_by + " forces the " + to_string(plan.tier) +
+                                            " tier, but " + bounded.failure + " (set " +
+                                            std::string(kPoolEnvVar) + "=auto to fall back)");
+    }
     auto r = detail::reserve(plan.reservation_bytes, opts.transparent_huge_pages);
     if (!r) {
       return fail(ErrorKind::kResource,
@@ -153,17 +175,11 @@ Result<std::unique_ptr<SlotPool>> SlotPool::create(const PoolOptions& options,
     std::string probe_notes;
     while (plan.tier != PoolTier::kOnDemand) {
       ProbeAttempt attempt{plan.tier, plan.slot_count, plan.reservation_bytes, false, {}, 0};
-      detail::ProbeRequest request;
-      request.reservation_bytes = plan.reservation_bytes;
-      request.first_slot_offset = plan.guard_bytes;
-      request.last_slot_offset =
-          plan.guard_bytes + uint64_t{plan.slot_count - 1} * (plan.slot_bytes + plan.guard_bytes);
-      request.page_bytes = page;
-      request.strict_overcommit = plan.strict_overcommit;
-      const detail::ProbeOutcome outcome = detail::probe_reservation(request, deadline);
+      const detail::ProbeOutcome outcome =
+          detail::probe_reservation(probe_request(plan, page), deadline);
       attempt.elapsed_ms = outcome.elapsed_ms;
       std::string failure = outcome.failure;
-      bool platform_failure = outcome.zero_check_failed || outcome.timed_out;
+      bool platform_failure = outcome.zero_check_failed || outcome.timed_out || outcome.oom_killed;
       if (outcome.ok) {
         auto r = detail::reserve(plan.reservation_bytes, opts.transparent_huge_pages);
         if (r) {

@@ -140,7 +140,7 @@ bool lists_pid(const Sysroot& root, const std::string& dir, const std::string& p
 // --cgroup" the mounts still show the old root: mountinfo says "/.." and /proc/self/cgroup "/").
 // The kernel's own account decides: the one directory at that depth whose cgroup.procs lists the
 // target's pid.
-Result<std::string> find_hidden(const Sysroot& root, const CgroupMount& m, const Placement& p,
+Result<std::string> find_hidden(const Sysroot& root, const CgroupMount& m, const MountPlacement& p,
                                 const std::optional<std::string>& pid) {
   const std::string known = to_string(NsPath{0, p.below});
   const std::string what = "cgroup " + known + " lies " + std::to_string(p.hidden) +
@@ -177,10 +177,10 @@ Result<std::string> find_hidden(const Sysroot& root, const CgroupMount& m, const
 
 // Where the target sits in every mount, and which mount of each hierarchy is read.
 void place_target(const Sysroot& root, const ProbeTarget& target, CgroupFacts& facts) {
-  std::vector<Placement> placements;
+  std::vector<MountPlacement> placements;
   for (auto& m : facts.mounts) {
     const std::string* path = path_for(facts, m);
-    Placement p;
+    MountPlacement p;
     if (path) {
       p = place_below(m.root, *path);
     } else {
@@ -191,7 +191,7 @@ void place_target(const Sysroot& root, const ProbeTarget& target, CgroupFacts& f
   // One primary mount per hierarchy: visible, under /sys/fs/cgroup, fewest hidden names, first.
   std::map<std::string, size_t> best;
   const auto better = [&](size_t a, size_t b) {
-    const Placement &pa = placements[a], &pb = placements[b];
+    const MountPlacement &pa = placements[a], &pb = placements[b];
     if (pa.visible != pb.visible) return pa.visible;
     const bool sa = under_sys_fs_cgroup(facts.mounts[a]), sb = under_sys_fs_cgroup(facts.mounts[b]);
     if (sa != sb) return sa;
@@ -207,7 +207,7 @@ void place_target(const Sysroot& root, const ProbeTarget& target, CgroupFacts& f
   const auto pid = pid_of(root, target);
   for (size_t i = 0; i < facts.mounts.size(); ++i) {
     CgroupMount& m = facts.mounts[i];
-    const Placement& p = placements[i];
+    const MountPlacement& p = placements[i];
     if (!p.visible) {
       m.target_unknown_reason = p.why + " at " + m.mount_point;
     } else if (p.hidden == 0) {
@@ -458,7 +458,14 @@ CgroupFacts probe_cgroups(const Sysroot& root, const ProbeTarget& target) {
   return facts;
 }
 
-Status check_cgroup_target(const Sysroot& root, const HostFacts& facts) {
+Status check_target(const Sysroot& root, const HostFacts& facts) {
+  if (facts.target.kind == ProbeTarget::Kind::kPid) {
+    // Without this, a probe of a gone process reads nothing and answers for a host without limits.
+    if (root.is_dir(facts.target.proc_dir())) return {};
+    return fail(ErrorKind::kNotFound, "no process " + std::to_string(facts.target.pid) + ": " +
+                                          root.path(facts.target.proc_dir()).string() +
+                                          " does not exist");
+  }
   if (facts.target.kind != ProbeTarget::Kind::kCgroup) return {};
   const CgroupFacts& cg = facts.cgroup;
   const std::string path = cg.paths.count("") ? cg.paths.at("") : facts.target.cgroup_path;

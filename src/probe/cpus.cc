@@ -154,6 +154,8 @@ std::string plural_cpus(int n) {
 
 }  // namespace
 
+constexpr double kMostCpus = CpuSet::kMaxId + 1;
+
 double CpuQuota::cpus() const {
   if (!quota_us || period_us <= 0) return std::numeric_limits<double>::infinity();
   return static_cast<double>(*quota_us) / static_cast<double>(period_us);
@@ -191,7 +193,9 @@ void compute_effective_cpus(CpuFacts& cpu) {
     return;
   }
   if (tightest && (set_n == 0 || tightest->cpus() < set_n)) {
-    cpu.effective = tightest->cpus();
+    // A quota far above any machine (INT64_MAX over a 1 us period) with no CPU set known would
+    // otherwise reach int and worker counts as it is: no Linux has more CPUs than CpuSet ids.
+    cpu.effective = std::min(tightest->cpus(), kMostCpus);
     cpu.binding_kind = CpuBinding::kQuota;
     cpu.binding = "limited by " + std::string(tightest->v2 ? "cpu.max" : "cpu.cfs_quota_us") +
                   " of " + tightest->cgroup + ": " + format_cpus(cpu.effective) + " CPUs";

@@ -147,8 +147,8 @@ std::string to_string(const NsPath& p) {
 // the kernel names each by the shortest way there (kernfs_path_from_node): up to the common
 // ancestor with N, then down. So a path that climbs k levels and then descends into a name is in a
 // different subtree from everything below N/..^(k-1).
-Placement place_below(std::string_view mount_root, std::string_view cgroup) {
-  Placement out;
+MountPlacement place_below(std::string_view mount_root, std::string_view cgroup) {
+  MountPlacement out;
   const auto root = parse_ns_path(mount_root);
   const auto path = parse_ns_path(cgroup);
   if (!path) {
@@ -186,7 +186,7 @@ Placement place_below(std::string_view mount_root, std::string_view cgroup) {
 }
 
 Result<std::string> CgroupMount::locate(std::string_view cgroup) const {
-  const Placement p = place_below(root, cgroup);
+  const MountPlacement p = place_below(root, cgroup);
   if (!p.visible) return fail(ErrorKind::kNotFound, p.why + " at " + mount_point);
   if (p.hidden > 0) {
     return fail(ErrorKind::kNotFound, "cgroup " + std::string(cgroup) + " lies " +

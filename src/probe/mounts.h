@@ -32,12 +32,12 @@ std::optional<NsPath> parse_ns_path(std::string_view path);
 std::string to_string(const NsPath& p);
 
 // Where a cgroup lies below a mount's root.
-struct Placement {
+struct MountPlacement {
   bool visible = false;
   int hidden = 0;                  // names between the root and `below` that are not shown
   std::vector<std::string> below;  // the known names after the hidden ones
   std::string why;                 // set when not visible
 };
-Placement place_below(std::string_view mount_root, std::string_view cgroup);
+MountPlacement place_below(std::string_view mount_root, std::string_view cgroup);
 
 }  // namespace hostfit

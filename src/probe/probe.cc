@@ -9,7 +9,7 @@ bool HostFacts::nothing_known() const {
          !cpu.cpuset.known() && !memory.total.known() && !topology.known() && cgroup.mounts.empty();
 }
 
-HostFacts probe_host(const Sysroot& root, const ProbeTarget& target) {
+HostFacts probe_host(const Sysroot& root, const ProbeTarget& target, const ProbeParts& parts) {
   HostFacts facts;
   facts.target = target;
   facts.sysroot = root.root().string();
@@ -18,7 +18,9 @@ HostFacts probe_host(const Sysroot& root, const ProbeTarget& target) {
   }
   facts.cgroup = probe_cgroups(root, target);
   facts.cpu = probe_cpus(root, target, facts.cgroup);
-  if (root.is_dir("/")) {
+  if (!parts.topology) {
+    facts.topology.unknown_reason = "not probed (not needed here)";
+  } else if (root.is_dir("/")) {
     facts.topology = load_topology(root);
   } else {
     facts.topology.unknown_reason = "sysroot " + facts.sysroot + " does not exist";

@@ -67,8 +67,9 @@ class KernelLog {
     if (fd_.fd >= 0) ::lseek(fd_.fd, 0, SEEK_END);
   }
   bool readable() const { return fd_.fd >= 0; }
-  // New kills of processes in our memory cgroup (or below it) since the last call.
-  std::vector<KernelOomKill> read_kills() {
+  // New kills of processes in our memory cgroup (or below it) since the last call, and any kill
+  // of `main` (named by its pid alone when the summary record was rate-limited away).
+  std::vector<KernelOomKill> read_kills(pid_t main) {
     std::vector<KernelOomKill> kills;
     if (fd_.fd < 0) return kills;
     char buf[8192];
@@ -77,9 +78,12 @@ class KernelLog {
       if (n < 0 && errno == EPIPE) continue;  // records were overwritten: go on with the next
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
-      auto kill = parse_kmsg_oom_kill(std::string_view(buf, static_cast<size_t>(n)));
+      const std::string_view record(buf, static_cast<size_t>(n));
+      auto kill = parse_kmsg_oom_kill(record);
       if (kill && (kill->task_memcg == memcg_ || kill->task_memcg.starts_with(memcg_ + "/"))) {
         kills.push_back(std::move(*kill));
+      } else if (auto victim = parse_kmsg_killed_process(record); victim && victim->pid == main) {
+        kills.push_back(std::move(*victim));
       }
     }
     return kills;
@@ -183,6 +187,26 @@ std::string RunRecord::state_text() const {
     default:
       return to_string(state);
   }
+}
+
+std::optional<KernelOomKill> parse_kmsg_killed_process(std::string_view record) {
+  const auto semicolon = record.find(';');
+  if (semicolon == std::string_view::npos) return std::nullopt;
+  const auto header = split(record.substr(0, semicolon), ',');
+  std::string_view message = record.substr(semicolon + 1);
+  message = message.substr(0, message.find('\n'));
+  constexpr std::string_view kMarker = ": Killed process ";
+  const auto at = message.find(kMarker);
+  const auto ts = header.size() >= 3 ? parse_u64(header[2]) : std::nullopt;
+  if (at == std::string_view::npos || !ts) return std::nullopt;
+  message.remove_prefix(at + kMarker.size());
+  const auto open = message.find(" (");
+  const auto close = message.find(')', open == std::string_view::npos ? 0 : open);
+  if (open == std::string_view::npos || close == std::string_view::npos) return std::nullopt;
+  const auto pid = parse_u64(message.substr(0, open));
+  if (!pid || *pid == 0 || *pid >= (uint64_t{1} << 31)) return std::nullopt;
+  return KernelOomKill{
+      static_cast<pid_t>(*pid), std::string(message.substr(open + 2, close - open - 2)), {}, *ts};
 }
 
 std::optional<KernelOomKill> parse_kmsg_oom_kill(std::string_view record) {
@@ -316,8 +340,9 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
   const auto note_kernel_kills = [&](std::vector<KernelOomKill> kills) {
     for (auto& k : kills) {
       if (k.pid == pid) {
+        // Both records of the kill name it; the first one's time is the kill's.
         main_victim_logged = true;
-        main_kill_kernel_us = k.time_us;
+        if (!main_kill_kernel_us) main_kill_kernel_us = k.time_us;
       } else {
         ++other_kills;
         OomEvent e{k.pid, k.comm, k.time_us};
@@ -361,7 +386,7 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
         const uint64_t new_kills = counters->oom_kill - seen_kills;
         seen_kills = counters->oom_kill;
         const uint64_t before = other_kills + (main_victim_logged ? 1 : 0);
-        note_kernel_kills(kmsg.read_kills());
+        note_kernel_kills(kmsg.read_kills(pid));
         const uint64_t attributed = other_kills + (main_victim_logged ? 1 : 0) - before;
         // Kills the kernel log did not name: another process's while the main one lives on;
         // when it ends, they are settled at exit from how it ended (below).
@@ -428,7 +453,7 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
       counters = driver.oom_counters(group);
     }
   }
-  note_kernel_kills(kmsg.read_kills());
+  note_kernel_kills(kmsg.read_kills(pid));
   if (counters && baseline && counters->oom_kill_known) {
     // Kills nobody has been named for: one is the main process's when it died of SIGKILL and the
     // log did not name it; the others were of other processes (say so now, unnamed).
@@ -443,10 +468,22 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
   }
   if (counters && baseline) {
     record.oom_kills = counters->oom_kill - baseline->oom_kill;
+    const std::string counted = counters->source + ": oom_kill " +
+                                std::to_string(baseline->oom_kill) + " -> " +
+                                std::to_string(counters->oom_kill);
     if (by_sigkill && counters->oom_kill_known && record.oom_kills > other_kills) {
-      record.reason = KillReason::kOom;
-      record.oom_evidence = counters->source + ": oom_kill " + std::to_string(baseline->oom_kill) +
-                            " -> " + std::to_string(counters->oom_kill);
+      if (main_victim_logged) {
+        record.reason = KillReason::kOom;
+        record.oom_evidence = counted + "; the kernel log names pid " + std::to_string(pid);
+      } else {
+        // A kill nobody is named for, and a SIGKILL: the main process's OOM kill, or another
+        // process's followed by someone's kill -9. Only the kernel log could tell them apart.
+        record.oom_victim_unknown = true;
+        record.oom_evidence =
+            counted + "; the victim is unknown: " +
+            (kmsg.readable() ? "the kernel log did not name it"
+                             : "the kernel log (" + spec.kmsg_path + ") is not readable");
+      }
     } else if (by_sigkill && !counters->oom_kill_known && !counters->kill_disabled &&
                counters->limit_hits > baseline->limit_hits) {
       // Kernels before 4.13 do not count kills; a SIGKILL after the limit was hit is the best

@@ -84,6 +84,19 @@ HostFacts group_facts(const HostFacts& self, const CgroupLimits& limits, const C
   return f;
 }
 
+// A limit below kMinMemoryBytes is a forgotten unit ("--memory 64"): the workload would be killed
+// before it starts. The message suggests the unit.
+Status check_memory_size(std::string_view flag, const std::optional<uint64_t>& bytes) {
+  if (!bytes || *bytes >= kMinMemoryBytes) return {};
+  const uint64_t n = *bytes;
+  std::string hint = "give a size such as 64Mi or 1.5G";
+  if (n > 0 && n < 1024)
+    hint = "did you mean " + std::to_string(n) + "Mi? a size without a unit is in bytes";
+  return fail(ErrorKind::kUsage, "bad " + std::string(flag) + " " + std::to_string(n) + " (" +
+                                     format_bytes(n) + "): the minimum is " +
+                                     format_bytes(kMinMemoryBytes) + "; " + hint);
+}
+
 }  // namespace
 
 Status validate_request(const HostFacts& self, const WorkloadRequest& r) {
@@ -139,12 +152,8 @@ Status validate_request(const HostFacts& self, const WorkloadRequest& r) {
   if (auto probe = substitute_placeholders(r.argv, {"1", "1", "0", "0", "0", "max"}); !probe) {
     return fail(probe.error());
   }
-  if (r.memory_max_bytes && *r.memory_max_bytes == 0) {
-    return fail(ErrorKind::kUsage, "bad --memory 0: give a size such as 64Mi or 1.5G");
-  }
-  if (r.memory_high_bytes && *r.memory_high_bytes == 0) {
-    return fail(ErrorKind::kUsage, "bad --memory-high 0: give a size such as 64Mi or 1.5G");
-  }
+  if (auto st = check_memory_size("--memory", r.memory_max_bytes); !st) return st;
+  if (auto st = check_memory_size("--memory-high", r.memory_high_bytes); !st) return st;
   if (r.memory_high_bytes) {
     const ControllerPath* memory = self.cgroup.find("memory");
     if (memory && !memory->v2) {
@@ -369,8 +378,18 @@ std::string verdict_line(const WorkloadRun& run) {
   if (r.forwarded_signal != 0 && r.forwarded_signal == r.signal) {
     return who + " stopped on SIG" + sig + ", forwarded to it by hostfit, after " + after;
   }
+  if (r.oom_victim_unknown) {
+    return who + " was killed by signal " + std::to_string(r.signal) + " (SIG" + sig + ") after " +
+           after + "; the OOM killer killed a process in the group (oom_in_group: true), but " +
+           "whether it was this one is unknown (victim: unknown; " + r.oom_evidence + ")";
+  }
+  // The counter may have risen for other processes' kills, each reported as it happened.
+  const std::string oom_note = r.oom_kills == 0
+                                   ? "oom_kill counter unchanged"
+                                   : "it killed " + std::to_string(r.oom_kills) + " other process" +
+                                         (r.oom_kills == 1 ? "" : "es") + " of the workload";
   return who + " was killed by signal " + std::to_string(r.signal) + " (SIG" + sig + ") after " +
-         after + "; not by the OOM killer (oom_kill counter unchanged)";
+         after + "; not by the OOM killer (" + oom_note + ")";
 }
 
 nlohmann::json to_json(const WorkloadRun& run) {
@@ -424,6 +443,10 @@ nlohmann::json to_json(const WorkloadRun& run) {
       {"oom_evidence",
        r.oom_evidence.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.oom_evidence)},
       {"oom_events", events},
+      {"oom_in_group", r.oom_kills > 0},
+      {"oom_victim", r.reason == KillReason::kOom ? nlohmann::json("main")
+                     : r.oom_victim_unknown       ? nlohmann::json("unknown")
+                                                  : nlohmann::json(nullptr)},
       {"cpu_usage_us", opt(r.cpu_usage_us)},
       {"latency_us",
        {{"wakeup_to_verdict", opt(r.wakeup_to_verdict_us)},

@@ -105,6 +105,25 @@ def run_block(block, env, timeout):
         return p.returncode == 0, p.stdout.decode(errors="replace")
 
 
+LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
+
+
+def broken_links(path):
+    """Relative links that lead nowhere, or out of the repository (../shared/...); each is a FAIL."""
+    here = os.path.dirname(os.path.abspath(path))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    bad = 0
+    for n, line in enumerate(open(path, encoding="utf-8"), 1):
+        for target in LINK.findall(line):
+            if re.match(r"^[a-z]+:", target):
+                continue
+            full = os.path.normpath(os.path.join(here, target))
+            if not full.startswith(repo + os.sep) or not os.path.exists(full):
+                print(f"FAIL {os.path.basename(path)}:{n}: link to {target}, which is not in the repository")
+                bad += 1
+    return bad
+
+
 def main():
     ap = argparse.ArgumentParser(description="Run the console examples of a Markdown file.")
     ap.add_argument("--bin-dir", action="append", default=[], help="a directory put first on PATH")
@@ -116,6 +135,8 @@ def main():
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([os.path.abspath(d) for d in args.bin_dir] + [env.get("PATH", "")])
     ran = skipped = failed = 0
+    # The docs stand alone in a clone: a link must resolve inside the repository.
+    failed += broken_links(args.file)
     for block in blocks(args.file):
         if block.tag != "console":
             if any(l.startswith("$ ") for l in block.lines):

@@ -324,10 +324,36 @@ TEST(PoolCheck, UnderQemuUserModeCompletesWithinItsProbeBoundAndNamesATier) {
   ASSERT_FALSE(j["probe"].empty()) << j.dump();
   for (const auto& a : j["probe"]) {
     if (a["ok"].get<bool>()) continue;
-    EXPECT_THAT(a["failure"].get<std::string>(), ::testing::HasSubstr("did not finish in time"))
+    // Cut off at the time bound, or at the memory bound hostfit sets for the probe (item 15).
+    EXPECT_THAT(a["failure"].get<std::string>(),
+                AnyOf(HasSubstr("did not finish in time"),
+                      HasSubstr("killed by the OOM killer at the bound hostfit set for it")))
         << j.dump();
   }
   EXPECT_EQ(j["check"]["ok"], true);
+}
+
+// Issue 17 item 15: forced to the pool tier under qemu-user, pool-check grew to 23.7 GB (the
+// emulator's bookkeeping for a terabyte reservation) and set off the host's OOM killer. The forced
+// reservation is now tried first in a child bounded by its own memory cgroup, and its OOM kill is
+// named. The whole run sits in a 1 GiB group of its own (hostfit run), so a regression is an OOM
+// kill there, never the host's.
+TEST(PoolCheck, ForcedPoolUnderQemuUserIsBoundedAndItsOomIsNamed) {
+  utsname u{};
+  ::uname(&u);
+  if (std::string(u.machine) != "x86_64") GTEST_SKIP() << "runs the x86-64 build under qemu-x86_64";
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for the bounding cgroups";
+  if (!have("qemu-x86_64"))
+    GTEST_SKIP() << "qemu-x86_64 (Debian package qemu-user) is not installed";
+  const std::string name = "pool-qemu-" + std::to_string(::getpid());
+  // stderr (where the refusal goes) into the captured output: sh -c '... 2>&1'.
+  const CommandResult r = run("sh -c '" + std::string(HOSTFIT_BIN) + " run --name " + name +
+                              " --memory 1Gi -- env HOSTFIT_POOL=pool timeout 120 qemu-x86_64 " +
+                              HOSTFIT_BIN + " pool-check -o json 2>&1'");
+  // Not 137 (the outer group's OOM kill) nor 124 (a hang): hostfit's own refusal.
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("HOSTFIT_POOL=pool forces the pool tier, but"));
+  EXPECT_THAT(r.out, HasSubstr("killed by the OOM killer at the bound hostfit set for it"));
 }
 
 }  // namespace

@@ -262,5 +262,23 @@ TEST(EnvironmentTest, QemuGuestIsRecognised) {
   EXPECT_GE(f.environment.virtualization_evidence.size(), 2u);
 }
 
+// Issue 17 item 14: a quota of INT64_MAX over a 1 us period, with no CPU set known, was cast to int
+// (undefined) and handed on as GOMAXPROCS=9223372036854775808. It is clamped to the most CPUs a
+// CPU set can name.
+TEST(EffectiveCpusTest, HugeQuotaWithoutKnownCpusIsClampedToTheMostCpusThereCanBe) {
+  CpuFacts cpu;
+  CpuQuota q;
+  q.cgroup = "/huge";
+  q.v2 = true;
+  q.quota_us = INT64_MAX;
+  q.period_us = 1;
+  cpu.quotas.push_back(q);
+  compute_effective_cpus(cpu);
+  EXPECT_EQ(cpu.binding_kind, CpuBinding::kQuota);
+  EXPECT_LE(cpu.effective, CpuSet::kMaxId + 1);
+  EXPECT_GE(cpu.effective_integer, 1);
+  EXPECT_LE(cpu.effective_integer, CpuSet::kMaxId + 1);
+}
+
 }  // namespace
 }  // namespace hostfit
