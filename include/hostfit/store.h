@@ -104,7 +104,7 @@ class Store {
   Result<int64_t> insert_run(const RunRow& row);  // returns the new id
   Status finish_run(const RunRow& row);           // writes the verdict fields of row.id
   Result<std::vector<RunRow>> runs(const std::string& workload, int limit = 100);  // newest first
-  Result<std::vector<RunRow>> open_runs();  // state RUNNING: what a new daemon must adopt
+  Result<std::vector<RunRow>> open_runs();  // STARTING or RUNNING: what a new daemon adopts
 
   Status hold(const HoldRow& row);  // kResource when the owner already holds something
   Status release_hold(const std::string& owner);  // no hold: not an error

@@ -389,7 +389,7 @@ Result<std::vector<RunRow>> Store::runs(const std::string& workload, int limit) 
 
 Result<std::vector<RunRow>> Store::open_runs() {
   static const std::string sql =
-      std::string("SELECT ") + kRunColumns + " FROM runs WHERE state = 'RUNNING' ORDER BY id";
+      std::string("SELECT ") + kRunColumns + " FROM runs WHERE state IN ('STARTING', 'RUNNING') ORDER BY id";
   auto& s = HOSTFIT_STMT(sql.c_str());
   std::vector<RunRow> out;
   int rc;
