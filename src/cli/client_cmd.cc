@@ -199,12 +199,14 @@ void print_event(const json& e, Format format) {
 // event as it happens, until interrupted or the daemon goes away.
 int run_events(const EventsOptions& o) {
   uint64_t since = o.since;
-  if (o.client.format == Format::kTable) std::cout << "SEQ  TIME  TYPE  WORKLOAD  MESSAGE\n";
+  bool header = o.client.format == Format::kTable;
   do {
     std::string target = "/v1/events?since=" + std::to_string(since);
     if (o.follow) target += "&wait=" + std::to_string(kFollowWaitSeconds);
     auto answer = call_daemon(o.client, "GET", target);
     if (!answer) return report(answer.error());
+    if (header) std::cout << "SEQ  TIME  TYPE  WORKLOAD  MESSAGE\n";
+    header = false;
     const json& events = at(*answer, "events");
     if (events.is_array()) {
       for (const json& e : events)
