@@ -35,6 +35,7 @@ void add_run_command(CLI::App& app, Commands& commands);
 void add_stat_command(CLI::App& app, Commands& commands);
 void add_attach_command(CLI::App& app, Commands& commands);
 void add_calibrate_command(CLI::App& app, Commands& commands);
+void add_daemon_command(CLI::App& app, Commands& commands);
 void add_client_commands(CLI::App& app, Commands& commands);  // ps, start, stop, create, ...
 
 // Prints "hostfit: MESSAGE" on stderr and returns the exit code for the error's kind.

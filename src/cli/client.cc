@@ -1,9 +1,9 @@
 #include "client.h"
 
 #include <cctype>
-#include <cstdlib>
 
 #include "hostfit/api.h"
+#include "hostfit/daemon.h"
 
 namespace hostfit::cli {
 namespace {
@@ -30,9 +30,7 @@ Error answer_error(const api::ClientResponse& answer) {
 }  // namespace
 
 std::string ClientFlags::socket_path() const {
-  if (!socket.empty()) return socket;
-  const char* env = std::getenv("HOSTFIT_SOCKET");
-  return env && *env ? env : kDefaultSocket;
+  return socket.empty() ? default_socket_path() : socket;
 }
 
 void add_client_flags(CLI::App& cmd, ClientFlags& flags) {

@@ -9,7 +9,6 @@
 
 namespace hostfit::cli {
 
-inline constexpr const char* kDefaultSocket = "/run/hostfit/hostfit.sock";
 inline constexpr std::chrono::seconds kClientTimeout{70};
 inline constexpr const char* kNoDaemonFooter =
     "Talks to the daemon at --socket (default $HOSTFIT_SOCKET, else /run/hostfit/hostfit.sock);\n"
@@ -19,7 +18,8 @@ inline constexpr const char* kNoDaemonFooter =
 struct ClientFlags {
   std::string socket;
   Format format = Format::kTable;
-  // The socket to use: --socket, else $HOSTFIT_SOCKET, else kDefaultSocket.
+  // The socket to use: --socket, else default_socket_path() ($HOSTFIT_SOCKET, else
+  // /run/hostfit/hostfit.sock).
   std::string socket_path() const;
 };
 // Adds --socket PATH and -o table|json.
