@@ -251,9 +251,14 @@ class Sessions {
   // launches (or while its pool's slots are held by dying engines), FAILED when the launch could
   // not even start. kUsage for an unknown template or a bad owner or subdomain.
   Result<SessionInfo> open(const OpenRequest& request);
-  // Calls `done` once, on the loop, when the session is no longer PENDING: at once (posted) when
-  // it already is not. Unknown id: kNotFound.
-  Status when_settled(const std::string& id, std::function<void(const SessionInfo&)> done);
+  // Calls `done` once, on the loop, when the session's state is no longer `state`: at once
+  // (posted) when it already is not; never when the session is dropped from memory first.
+  // Unknown id: kNotFound. when_settled waits for PENDING to end (OPEN or FAILED).
+  Status when_leaves(const std::string& id, SessionState state,
+                     std::function<void(const SessionInfo&)> done);
+  Status when_settled(const std::string& id, std::function<void(const SessionInfo&)> done) {
+    return when_leaves(id, SessionState::kPending, std::move(done));
+  }
   // Closes an OPEN or PENDING session (CLOSED); a final one is returned as it is.
   Result<SessionInfo> close(const std::string& id);
 

@@ -389,6 +389,7 @@ void Daemon::Impl::check_oom(const std::shared_ptr<Workload>& w, uint64_t genera
       const std::string line = oom_event_line(w->spec.name, OomEvent{k.pid, k.comm, k.time_us});
       (void)event("oom.kill", w->spec.name, line,
                   {{"pid", k.pid}, {"comm", k.comm}, {"main", false}, {"run", w->run->id}});
+      if (is_engine(*w)) engine_oom_kill(w, OomEvent{k.pid, k.comm, k.time_us});
     }
     // Kills the log did not name while the main process lives on were of other processes.
     pollfd p{w->pidfd->native_handle(), POLLIN, 0};
@@ -397,6 +398,7 @@ void Daemon::Impl::check_oom(const std::shared_ptr<Workload>& w, uint64_t genera
       ++w->oom.other_kills;
       (void)event("oom.kill", w->spec.name, oom_event_line(w->spec.name, OomEvent{}),
                   {{"pid", nullptr}, {"main", false}, {"run", w->run->id}});
+      if (is_engine(*w)) engine_oom_kill(w, OomEvent{});
     }
     publish();
     return;
@@ -447,6 +449,7 @@ void Daemon::Impl::on_main_exit(const std::shared_ptr<Workload>& w, uint64_t gen
       w->exit_info = info;
     }
     w->exit_seen = Steady::now();
+    if (is_engine(*w)) engine_exit_seen(w);  // not handed out while its verdict settles
   }
   auto counters = counters_of(*driver, *w->group);
   if (w->is_child &&
@@ -565,6 +568,7 @@ void Daemon::Impl::finish_run(const std::shared_ptr<Workload>& w) {
   w->pid = 0;
   w->phase = Phase::kStopped;
   publish();
+  if (is_engine(*w)) engine_run_ended(w);  // its sessions fail in this turn
 
   auto replies = std::move(w->on_ended);
   w->on_ended.clear();
@@ -859,6 +863,7 @@ Result<std::unique_ptr<Daemon>> Daemon::open(asio::io_context& io, DaemonOptions
     }
   }
   d.load_config(true);
+  d.open_sessions();
   for (auto& [name, w] : d.workloads) {
     if (w->wanted && w->phase == Phase::kStopped) d.start(w);
   }
@@ -884,6 +889,7 @@ void Daemon::shutdown() {
     p->reply(api::json(200, {{"events", nlohmann::json::array()}, {"next", p->since}}));
   }
   impl_->polls.clear();
+  impl_->shutdown_sessions();
   for (auto& [name, w] : impl_->workloads) {
     ++w->generation;
     for (auto* t :

@@ -1,13 +1,14 @@
 // The daemon's state: workloads, attachments and long polls, all owned by the one loop.
 #pragma once
 
-#include <boost/asio.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <deque>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <utility>  // before Asio: its awaitable.hpp uses std::exchange without it
 #include <vector>
 
 #include "hostfit/api.h"
@@ -16,6 +17,7 @@
 #include "hostfit/daemon.h"
 #include "hostfit/place.h"
 #include "hostfit/probe.h"
+#include "hostfit/sessions.h"
 #include "hostfit/store.h"
 #include "hostfit/supervise.h"
 
@@ -95,6 +97,18 @@ struct LongPoll {
   std::shared_ptr<asio::steady_timer> timer;
 };
 
+// A client waiting for a session to change state (?wait=SECONDS): answered once, by whichever
+// comes first of the change, the timer and daemon shutdown.
+struct SessionWait {
+  api::Reply reply;
+  std::function<api::Response()> answer;
+  std::unique_ptr<asio::steady_timer> timer;
+  bool done = false;
+  void finish();
+};
+
+class DaemonEngineHost;
+
 struct Daemon::Impl {
   Impl(asio::io_context& io_, DaemonOptions options_)
       : io(io_), options(std::move(options_)), root(options.sysroot) {}
@@ -112,6 +126,11 @@ struct Daemon::Impl {
   const api::Server* server = nullptr;
   std::chrono::system_clock::time_point started_at = std::chrono::system_clock::now();
   bool shut_down = false;
+  // engines.cc: engines are workloads of source "engine" run for the sessions module.
+  std::unique_ptr<sessions::EngineHost> engine_host;
+  DaemonEngineHost* engine_runner = nullptr;  // engine_host, as what it is
+  std::unique_ptr<sessions::Sessions> sessions;  // after engine_host: destroyed first
+  std::vector<std::shared_ptr<SessionWait>> session_waits;
 
   // daemon.cc: lifecycle of workload runs
   Status adopt_or_close(const RunRow& run);
@@ -138,6 +157,19 @@ struct Daemon::Impl {
   void arm_attachment_samples(const std::shared_ptr<Attachment>& a);
   void check_attachment_oom(const std::shared_ptr<Attachment>& a);
   Result<Cgroup> foreign_group(const std::string& cgroup_path) const;
+
+  // engines.cc
+  void open_sessions();
+  void shutdown_sessions();
+  static bool is_engine(const Workload& w);
+  void engine_exit_seen(const std::shared_ptr<Workload>& w);
+  void engine_run_ended(const std::shared_ptr<Workload>& w);
+  void engine_oom_kill(const std::shared_ptr<Workload>& w, const OomEvent& e);
+  std::filesystem::path templates_dir() const;
+  Status save_template(const sessions::EngineTemplate& t);
+  void reply_when_leaves(const std::string& id, sessions::SessionState state, int wait,
+                         std::function<api::Response()> answer, api::Reply reply);
+  void add_session_routes(api::Router& router);
 
   // routes.cc
   void add_routes(api::Router& router);

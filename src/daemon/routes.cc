@@ -494,6 +494,8 @@ void Daemon::Impl::add_routes(api::Router& router) {
     });
   });
 
+  add_session_routes(router);  // engines.cc: /v1/engines, /v1/sessions
+
   router.add("GET", "/metrics", [this](const api::Request&, api::Reply reply) {
     api::Response r;
     r.content_type = "text/plain; version=0.0.4";

@@ -171,7 +171,7 @@ struct Engine {
 
 struct Session {
   SessionInfo info;
-  std::vector<std::function<void(const SessionInfo&)>> waiters;
+  std::vector<std::pair<SessionState, std::function<void(const SessionInfo&)>>> waiters;
 };
 
 struct Sessions::Impl {
@@ -231,11 +231,17 @@ struct Sessions::Impl {
                                           options.host);
   }
 
+  // Answers the callers waiting for this session to leave a state it has left.
   void settle(Session& s) {
-    auto waiters = std::move(s.waiters);
-    s.waiters.clear();
-    for (auto& w : waiters)
-      w(s.info);
+    std::vector<std::function<void(const SessionInfo&)>> due;
+    std::erase_if(s.waiters, [&](auto& w) {
+      if (w.first == s.info.state) return false;
+      due.push_back(std::move(w.second));
+      return true;
+    });
+    const SessionInfo info = s.info;
+    for (auto& done : due)
+      done(info);
   }
 
   void ended(Session& s) {
@@ -639,15 +645,16 @@ Result<SessionInfo> Sessions::open(const OpenRequest& request) {
   return it->second.info;
 }
 
-Status Sessions::when_settled(const std::string& id, std::function<void(const SessionInfo&)> done) {
+Status Sessions::when_leaves(const std::string& id, SessionState state,
+                             std::function<void(const SessionInfo&)> done) {
   auto it = impl_->sessions.find(id);
   if (it == impl_->sessions.end())
     return fail(ErrorKind::kNotFound, "no session '" + escape_bytes(id, true) + "'");
-  if (it->second.info.state != SessionState::kPending) {
+  if (it->second.info.state != state) {
     asio::post(impl_->io, [done = std::move(done), info = it->second.info] { done(info); });
     return {};
   }
-  it->second.waiters.push_back(std::move(done));
+  it->second.waiters.emplace_back(state, std::move(done));
   return {};
 }
 
