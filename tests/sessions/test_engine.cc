@@ -5,11 +5,16 @@
 //
 //   test-engine --port 20001 [--socket PATH] [--print TEXT] [--delay-ms N] [--exit-after-ms N
 //               --exit-code C] [--ignore-term] [--lifetime S] [--write FILE]
+//               [--hog-when FILE --hog-mb N [--hog-in-child]]
+//
+// --hog-when: once FILE exists, touch N MiB (in a forked child with --hog-in-child), which in a
+// memory-limited cgroup ends in the OOM killer.
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -51,12 +56,23 @@ int listen_unix(const std::string& path) {
   return fd;
 }
 
+void hog(int mb) {
+  std::vector<char*> chunks;
+  for (int i = 0; i < mb; ++i) {
+    char* c = static_cast<char*>(std::malloc(1 << 20));
+    if (!c) break;
+    std::memset(c, i + 1, 1 << 20);
+    chunks.push_back(c);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int port = 0, delay_ms = 0, exit_after_ms = -1, exit_code = 0, lifetime_s = 120;
-  std::string socket_path, print, write_file;
-  bool ignore_term = false;
+  std::string socket_path, print, write_file, hog_when;
+  bool ignore_term = false, hog_in_child = false;
+  int hog_mb = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -78,6 +94,12 @@ int main(int argc, char** argv) {
       lifetime_s = std::atoi(next().c_str());
     else if (a == "--write")
       write_file = next();
+    else if (a == "--hog-when")
+      hog_when = next();
+    else if (a == "--hog-mb")
+      hog_mb = std::atoi(next().c_str());
+    else if (a == "--hog-in-child")
+      hog_in_child = true;
     else {
       std::fprintf(stderr, "test-engine: unknown argument %s\n", a.c_str());
       return 2;
@@ -110,6 +132,17 @@ int main(int argc, char** argv) {
   const std::string hello = "engine " + std::to_string(::getpid()) + "\n";
   for (;;) {
     maybe_exit();
+    if (!hog_when.empty() && ::access(hog_when.c_str(), F_OK) == 0) {
+      hog_when.clear();
+      if (!hog_in_child) {
+        hog(hog_mb);
+      } else if (::fork() == 0) {
+        hog(hog_mb);
+        ::_exit(0);
+      }
+    }
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
     if (fds.empty()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       continue;
