@@ -81,6 +81,9 @@ struct SpawnSpec {
   std::optional<gid_t> gid{};  // also the only supplementary group
   std::string stdout_path{};   // appended to (made 0640); "" = inherited
   std::string stderr_path{};
+  // Every descriptor above stderr is closed at exec: a daemon's listening sockets and watches
+  // must not live on in its workloads (they would outlive a killed daemon).
+  bool close_other_fds = false;
 };
 
 // One OOM-kill record of the kernel log, as /dev/kmsg gives it:

@@ -287,6 +287,7 @@ void Daemon::Impl::start(const std::shared_ptr<Workload>& w) {
   spawn.argv = prepared->argv;
   spawn.env = prepared->env;
   spawn.stop_timeout = spec.stop_timeout;
+  spawn.close_other_fds = true;
   std::error_code ec;
   std::filesystem::create_directories(options.state_dir / "logs", ec);
   spawn.stdout_path = log_path(spec.name, "out");
@@ -465,6 +466,7 @@ void Daemon::Impl::on_main_exit(const std::shared_ptr<Workload>& w, uint64_t gen
   rec.started_at = parse_utc(w->run->started_at);
   rec.ended_at = std::chrono::system_clock::now();
   rec.memory_limit_bytes = w->spec.memory_max_bytes;
+  if (w->stopping) rec.forwarded_signal = SIGTERM;  // the verdict says who sent it
   for (const auto& k : w->oom.kmsg ? w->oom.kmsg->read_kills() : std::vector<KernelOomKill>{}) {
     if (k.pid == w->pid) {
       w->oom.main_victim_logged = true;
@@ -499,10 +501,10 @@ void Daemon::Impl::on_main_exit(const std::shared_ptr<Workload>& w, uint64_t gen
     // An adopted process that ended while hostfit was away or not its parent.
     run.reason = "UNKNOWN";
     run.verdict = "EXITED(?)";
-    run.message = "'" + w->spec.name +
-                  "' ended; its exit status is unknown (it was adopted after a daemon restart, "
-                  "and only a parent can read it); not by the OOM killer (oom_kill counter "
-                  "unchanged)";
+    run.message = "'" + w->spec.name + "' " +
+                  (w->stopping ? "stopped on SIGTERM, sent by hostfit" : "ended") +
+                  "; its exit status is unknown (it was adopted after a daemon restart, and only "
+                  "a parent can read it); not by the OOM killer (oom_kill counter unchanged)";
   } else if (rec.state == RunState::kExited) {
     run.exit_code = rec.exit_code;
   }

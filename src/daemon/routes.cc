@@ -349,7 +349,7 @@ void Daemon::Impl::add_routes(api::Router& router) {
     if (!owner.is_string() || owner.get<std::string>().empty()) {
       return reply(api::error(400, "bad \"owner\": give a non-empty string"));
     }
-    if (!cpus.is_number_unsigned() || cpus.get<uint64_t>() == 0 || cpus.get<uint64_t>() > 65536) {
+    if (!cpus.is_number_integer() || cpus.get<int64_t>() <= 0 || cpus.get<uint64_t>() > 65536) {
       return reply(api::error(400, "bad \"cpus\": give a whole number of CPUs, 1 or more"));
     }
     WorkloadSpec spec;
@@ -414,7 +414,8 @@ void Daemon::Impl::add_routes(api::Router& router) {
         row.name = v.get<std::string>();
       } else if (k == "cgroup" && v.is_string()) {
         row.cgroup = v.get<std::string>();
-      } else if (k == "cache_limit" && (v.is_string() || v.is_number_unsigned())) {
+      } else if (k == "cache_limit" &&
+                 (v.is_string() || (v.is_number_integer() && v.get<int64_t>() >= 0))) {
         auto bytes =
             v.is_string() ? parse_bytes(v.get<std::string>()) : Result<uint64_t>(v.get<uint64_t>());
         if (!bytes) return reply(api::error(400, "bad \"cache_limit\": " + bytes.error().message));
