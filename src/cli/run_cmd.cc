@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "daemon_ledger.h"
 #include "hostfit/cache.h"
 #include "hostfit/supervise.h"
 
@@ -132,6 +133,15 @@ Result<WorkloadRequest> to_request(const RunOptions& o) {
     if (!policy) return fail(policy.error().wrap("bad --placement"));
     r.placement = *policy;
     r.placement_nodes = nodes;
+    // `run` has no --ledger: $HOSTFIT_LEDGER names a file ledger, else a running daemon's wins.
+    if (auto socket = daemon_ledger_socket("")) {
+      r.hold_placement = [socket = *socket](const PlacementRequest& req, const std::string& owner) {
+        return daemon_hold(socket, req, owner);
+      };
+      r.release_placement = [socket = *socket](const std::string& owner) {
+        (void)daemon_release(socket, owner);
+      };
+    }
   }
   auto memory = size_flag("--memory", o.memory);
   if (!memory) return fail(memory.error());

@@ -191,7 +191,8 @@ void Daemon::Impl::publish() {
   }
 }
 
-Result<Placement> Daemon::Impl::place_for(const WorkloadSpec& spec) {
+// The engine on the daemon's ledger (the placements table); nothing is held here.
+Result<Placement> Daemon::Impl::place_request(PlacementRequest request, const std::string& owner) {
   auto held = store->holds();
   if (!held) return fail(held.error());
   Ledger ledger;
@@ -200,14 +201,23 @@ Result<Placement> Daemon::Impl::place_for(const WorkloadSpec& spec) {
     auto mems = CpuSet::parse_list(h.mems);
     if (cpus && mems) (void)ledger.hold(h.owner, *cpus, *mems);
   }
+  if (ledger.find(owner)) {
+    return fail(ErrorKind::kResource, "'" + owner + "' already holds CPUs " +
+                                          ledger.find(owner)->cpus.to_list() +
+                                          " (release it first)");
+  }
+  request.allowed_mems = placeable_mems(self);
+  auto placed = engine->place(placeable_cpus(self), ledger, request);
+  if (!placed) return fail(placed.error().wrap("cannot place '" + owner + "'"));
+  return placed;
+}
+
+Result<Placement> Daemon::Impl::place_for(const WorkloadSpec& spec) {
   PlacementRequest request;
   request.cpus = static_cast<int>(std::ceil(*spec.cpus - 1e-9));
   request.policy = *spec.placement;
   request.nodes = spec.placement_nodes;
-  request.allowed_mems = placeable_mems(self);
-  auto placed = engine->place(placeable_cpus(self), ledger, request);
-  if (!placed) return fail(placed.error().wrap("cannot place '" + spec.name + "'"));
-  return placed;
+  return place_request(request, spec.name);
 }
 
 void Daemon::Impl::start(const std::shared_ptr<Workload>& w) {
