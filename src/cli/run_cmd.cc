@@ -138,7 +138,7 @@ void add_run_command(CLI::App& app, Commands& commands) {
       "Run one workload in the foreground inside a cgroup hostfit creates, limited and sized "
       "for it, and say what really ended it (exit code, signal, or the kernel OOM killer).");
   cmd->add_option("--name", o->name, "Name of the workload and its cgroup (default CMD-PID)");
-  add_workload_flags(*cmd, o->w);
+  add_workload_flags(*cmd, o->w, WorkloadFlagSet::kForeground);
   cmd->add_option("--report", o->report_file, "Write the run's JSON record to FILE at the end")
       ->type_name("FILE");
   cmd->add_option("--cgroup-parent", o->cgroup_parent,
