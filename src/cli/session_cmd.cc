@@ -32,9 +32,8 @@ std::string cell(const json& j) {
 }
 
 std::string endpoint_cell(const json& e) {
-  if (at(e, "socket").is_string()) return cell(at(e, "socket"));
-  if (!at(e, "port").is_number()) return "-";
-  return cell(at(e, "host")) + ":" + cell(at(e, "port"));
+  if (at(e, "port").is_number()) return cell(at(e, "host")) + ":" + cell(at(e, "port"));
+  return at(e, "socket").is_string() ? cell(at(e, "socket")) : "-";
 }
 
 std::string verdict_cell(const json& j) {

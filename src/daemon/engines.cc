@@ -155,16 +155,18 @@ class DaemonEngineHost : public sessions::EngineHost {
   void oom_kill(const std::shared_ptr<Workload>& w, const OomEvent& e) {
     auto it = watches_.find(w->spec.name);
     if (it == watches_.end() || !it->second.on_oom) return;
-    Verdict v{.state = "KILLED",
-              .reason = "OOM",
-              .text = "KILLED(OOM)",
-              .message = oom_event_line(w->spec.name, e)};
+    Verdict v{.state = "KILLED", .reason = "OOM", .text = "KILLED(OOM)"};
     v.memory_limit_bytes = w->spec.memory_max_bytes;
     if (w->group) {
       if (auto usage = d_.driver->usage(*w->group)) v.memory_peak_bytes = usage->memory_peak_bytes;
     }
     v.victim = (e.comm.empty() ? std::string("a process") : e.comm) +
                (e.pid ? " (pid " + std::to_string(e.pid) + ")" : "");
+    v.message = v.victim + " of '" + w->spec.name + "' was killed by the OOM killer" +
+                (v.memory_limit_bytes ? " at its limit of " + format_bytes(*v.memory_limit_bytes)
+                                      : std::string()) +
+                (v.memory_peak_bytes ? " (peak " + format_bytes(*v.memory_peak_bytes) + ")"
+                                     : std::string());
     it->second.on_oom(v);
   }
 

@@ -180,5 +180,40 @@ TEST_F(DaemonSessionsTest, TemplatesSurviveARestartAndTheOldEnginesAreStopped) {
   EXPECT_NE(again["engine"], s["engine"]);
 }
 
+// The PostgreSQL example: initdb once per key as the postgres user, psql through the endpoint,
+// and a query that blows the engine's memory limit fails its sessions with KILLED(OOM).
+TEST_F(DaemonSessionsTest, PostgresExampleServesSqlAndAnOomKilledBackendFailsItsSessions) {
+  for (const char* need : {"/usr/lib/postgresql/15/bin/postgres", "/usr/bin/psql"}) {
+    if (::access(need, X_OK) != 0) GTEST_SKIP() << "needs " << need << " (scripts/install-deps)";
+  }
+  if (testing::slurp("/etc/passwd").find("\npostgres:") == std::string::npos)
+    GTEST_SKIP() << "needs the postgres user (Debian's postgresql package)";
+  const json t = json::parse(testing::slurp(HOSTFIT_SOURCE_DIR "/examples/engines/postgres.json"));
+  ASSERT_EQ(d().call("POST", "/v1/engines", t).status, 201);
+  const json s = open("pg", 60);
+  ASSERT_EQ(s["state"], "OPEN") << s.dump() << d().log();
+  const std::string psql = "psql -h 127.0.0.1 -p " +
+                           std::to_string(s["endpoint"]["port"].get<int>()) + " -U postgres -Atc ";
+  const auto sql = [&](const std::string& query) {
+    std::string out;
+    FILE* p = ::popen((psql + "\"" + query + "\" 2>&1").c_str(), "r");
+    char buf[256];
+    while (p && std::fgets(buf, sizeof buf, p))
+      out += buf;
+    if (p) ::pclose(p);
+    return out;
+  };
+  EXPECT_EQ(sql("select 6*7"), "42\n");
+  (void)sql("select length(string_agg(repeat('x', 1000000), '')) from generate_series(1, 600)");
+  const json failed = d().wait_for("/v1/sessions/" + s["id"].get<std::string>(),
+                                   [](const json& j) { return j["state"] != "OPEN"; });
+  EXPECT_EQ(failed["state"], "FAILED") << failed.dump();
+  EXPECT_EQ(failed["verdict"]["verdict"], "KILLED(OOM)") << failed.dump();
+  EXPECT_NE(failed["verdict"]["victim"].get<std::string>().find("postgres"), std::string::npos);
+  const json next = open("pg", 60);
+  ASSERT_EQ(next["state"], "OPEN") << next.dump();
+  EXPECT_NE(next["engine"], s["engine"]);
+}
+
 }  // namespace
 }  // namespace hostfit
