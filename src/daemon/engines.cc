@@ -288,12 +288,14 @@ void Daemon::Impl::open_sessions() {
   engine_host = std::move(host);
   sessions = std::make_unique<sessions::Sessions>(
       io, *engine_host,
-      sessions::SessionsOptions{.data_root = options.state_dir / "engines",
-                                .first_engine_seq = next_engine_seq(options.state_dir / "logs"),
-                                .on_event = [this](const sessions::Event& e) {
-                                  (void)event(e.type, e.subject, e.message, e.data);
-                                  publish();
-                                }});
+      // Absolute: engines do not run in the daemon's working directory.
+      sessions::SessionsOptions{
+          .data_root = std::filesystem::absolute(options.state_dir) / "engines",
+          .first_engine_seq = next_engine_seq(options.state_dir / "logs"),
+          .on_event = [this](const sessions::Event& e) {
+            (void)event(e.type, e.subject, e.message, e.data);
+            publish();
+          }});
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(templates_dir(), ec)) {
     if (entry.path().extension() != ".json") continue;
