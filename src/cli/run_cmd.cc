@@ -76,7 +76,8 @@ Result<WorkloadRequest> to_request(const RunOptions& o) {
   // `run` has no --ledger: $HOSTFIT_LEDGER names a file ledger, else a running daemon's wins.
   if (r->placement) {
     if (auto socket = daemon_ledger_socket("")) {
-      r->hold_placement = [socket = *socket](const PlacementRequest& req, const std::string& owner) {
+      r->hold_placement = [socket = *socket](const PlacementRequest& req,
+                                             const std::string& owner) {
         return daemon_hold(socket, req, owner);
       };
       r->release_placement = [socket = *socket](const std::string& owner) {
