@@ -437,10 +437,6 @@ void Daemon::Impl::arm_samples(const std::shared_ptr<Workload>& w) {
   w->sample_timer.expires_after(every);
   w->sample_timer.async_wait([this, w, generation](const boost::system::error_code& ec) {
     if (ec || w->generation != generation || w->phase == Phase::kStopped) return;
-    if (w->cache) {
-      (void)w->cache->tick();
-      return arm_samples(w);
-    }
     arm_samples(w);
   });
 }
