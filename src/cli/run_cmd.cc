@@ -16,7 +16,6 @@ namespace {
 struct RunOptions {
   std::string name;
   WorkloadFlags w;
-  bool ignore_foreign = false;
   std::string report_file;
   std::string cgroup_parent;
   std::string cache_interval = "50ms";
@@ -74,11 +73,11 @@ Result<WorkloadRequest> to_request(const RunOptions& o) {
   r->export_env = !o.no_env;
   for (char** e = environ; *e; ++e)
     r->env.emplace_back(*e);
-  r->ignore_foreign = o.ignore_foreign;
   // `run` has no --ledger: $HOSTFIT_LEDGER names a file ledger, else a running daemon's wins.
   if (r->placement) {
     if (auto socket = daemon_ledger_socket("")) {
-      r->hold_placement = [socket = *socket](const PlacementRequest& req, const std::string& owner) {
+      r->hold_placement = [socket = *socket](const PlacementRequest& req,
+                                             const std::string& owner) {
         return daemon_hold(socket, req, owner);
       };
       r->release_placement = [socket = *socket](const std::string& owner) {
@@ -153,9 +152,6 @@ void add_run_command(CLI::App& app, Commands& commands) {
       "for it, and say what really ended it (exit code, signal, or the kernel OOM killer).");
   cmd->add_option("--name", o->name, "Name of the workload and its cgroup (default CMD-PID)");
   add_workload_flags(*cmd, o->w, WorkloadFlagSet::kForeground);
-  cmd->add_flag("--ignore-foreign", o->ignore_foreign,
-                "With --placement: also use CPUs that other tools pinned (docker --cpuset-cpus, "
-                "systemd AllowedCPUs=, taskset); by default only free CPUs are placed");
   cmd->add_option("--report", o->report_file, "Write the run's JSON record to FILE at the end")
       ->type_name("FILE");
   cmd->add_option("--cgroup-parent", o->cgroup_parent,

@@ -439,10 +439,6 @@ void Daemon::Impl::arm_samples(const std::shared_ptr<Workload>& w) {
   w->sample_timer.expires_after(every);
   w->sample_timer.async_wait([this, w, generation](const boost::system::error_code& ec) {
     if (ec || w->generation != generation || w->phase == Phase::kStopped) return;
-    if (w->cache) {
-      (void)w->cache->tick();
-      return arm_samples(w);
-    }
     arm_samples(w);
   });
 }
@@ -914,6 +910,8 @@ void Daemon::shutdown() {
     // Groups stay: their workloads keep running for the next daemon.
     if (w->group) impl_->driver->settle(*w->group);
   }
+  // The default parents go when nothing runs in them any more (a --cgroup-parent stays).
+  impl_->driver->remove_parents_if_empty();
   for (auto& [name, a] : impl_->attachments) {
     a->sample_timer.cancel();
     a->recheck_timer.cancel();
