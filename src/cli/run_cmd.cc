@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "daemon_ledger.h"
 #include "hostfit/cache.h"
 #include "hostfit/supervise.h"
 
@@ -72,6 +73,18 @@ Result<WorkloadRequest> to_request(const RunOptions& o) {
   r->export_env = !o.no_env;
   for (char** e = environ; *e; ++e)
     r->env.emplace_back(*e);
+  // `run` has no --ledger: $HOSTFIT_LEDGER names a file ledger, else a running daemon's wins.
+  if (r->placement) {
+    if (auto socket = daemon_ledger_socket("")) {
+      r->hold_placement = [socket = *socket](const PlacementRequest& req,
+                                             const std::string& owner) {
+        return daemon_hold(socket, req, owner);
+      };
+      r->release_placement = [socket = *socket](const std::string& owner) {
+        (void)daemon_release(socket, owner);
+      };
+    }
+  }
   return r;
 }
 
