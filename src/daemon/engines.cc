@@ -263,7 +263,8 @@ bool Daemon::Impl::is_engine(const Workload& w) {
 }
 
 std::filesystem::path Daemon::Impl::templates_dir() const {
-  return options.state_dir / "engines" / "templates";
+  // Not under engines/, where each template has a directory of its own.
+  return options.state_dir / "engine-templates";
 }
 
 // Engine ids go on from the highest one the logs remember, so an id names one launch for good.
