@@ -71,6 +71,9 @@ int main(int argc, char** argv) {
   add_run_command(app, commands);
   add_attach_command(app, commands);
   add_calibrate_command(app, commands);
+  add_daemon_command(app, commands);
+  add_client_commands(app, commands);
+  add_session_commands(app, commands);
 
   try {
     app.parse(argc, argv);

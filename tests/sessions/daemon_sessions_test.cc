@@ -1,0 +1,219 @@
+// Sessions through a real `hostfit daemon`: engines in real cgroups, real OOM kills seen by a
+// long-polling client, init commands, bad input, and a restart of the daemon.
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "../daemon/daemon_harness.h"
+
+namespace hostfit {
+namespace {
+
+using testing::DaemonProcess;
+using testing::json;
+
+std::string test_name() {
+  std::string n = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  return "s" + n.substr(0, 23);
+}
+
+// Alive and not a zombie (an engine orphaned by the first daemon is reaped by whoever is init
+// here, in its own time).
+bool running(pid_t pid) {
+  const std::string stat = testing::slurp("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
+class DaemonSessionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to create cgroups";
+    daemon_ = std::make_unique<DaemonProcess>(test_name());
+    ASSERT_TRUE(daemon_->start()) << daemon_->log();
+    trigger_ = (daemon_->dir() / "hog-now").string();
+  }
+  void TearDown() override {
+    if (!daemon_) return;
+    const std::string parent = daemon_->cgroup_parent();
+    daemon_.reset();
+    EXPECT_TRUE(testing::cgroup_dirs(parent).empty()) << "cgroup left behind";
+  }
+  DaemonProcess& d() { return *daemon_; }
+
+  // An engine that listens on {port} in a 64 MiB group and touches 512 MiB once the trigger
+  // file exists, itself or in a child.
+  json hog_template(const std::string& name, bool in_child, json extra = json::object()) {
+    json argv = {TEST_ENGINE_BIN, "--port", "{port}", "--hog-when", trigger_, "--hog-mb", "512"};
+    if (in_child) argv.push_back("--hog-in-child");
+    json t = {{"name", name}, {"argv", argv}, {"memory", "64Mi"}, {"stop_timeout", "2s"}};
+    for (auto it = extra.begin(); it != extra.end(); ++it)
+      t[it.key()] = it.value();
+    return t;
+  }
+
+  json open(const std::string& tmpl, int wait = 30) {
+    auto r = d().call("POST", "/v1/sessions?wait=" + std::to_string(wait),
+                      {{"template", tmpl}, {"owner", "alice"}});
+    EXPECT_TRUE(r.status == 201 || r.status == 503) << r.status << " " << r.body;
+    return r.json();
+  }
+
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::string trigger_;
+};
+
+TEST_F(DaemonSessionsTest, AnOomKilledEngineFailsItsSessionsForALongPollingClient) {
+  ASSERT_EQ(d().call("POST", "/v1/engines", hog_template("pg", false)).status, 201);
+  const json s = open("pg");
+  ASSERT_EQ(s["state"], "OPEN") << s.dump();
+  const std::string id = s["id"];
+  const std::string engine = s["engine"];
+  auto poll = std::async(std::launch::async, [&] {
+    return d().call("GET", "/v1/sessions/" + id + "?wait=30", nullptr, std::chrono::seconds(40));
+  });
+  std::ofstream(trigger_) << "now\n";
+  const auto answer = poll.get();
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  const json failed = answer.json();
+  EXPECT_EQ(failed["state"], "FAILED") << failed.dump();
+  EXPECT_EQ(failed["verdict"]["verdict"], "KILLED(OOM)") << failed.dump();
+  EXPECT_EQ(failed["verdict"]["memory_limit_bytes"], 64 << 20);
+  EXPECT_NE(failed["verdict"]["victim"].get<std::string>().find("test-engine"), std::string::npos);
+  EXPECT_NE(failed["message"].get<std::string>().find("died: KILLED(OOM)"), std::string::npos);
+
+  // The dead engine is gone from the pool: the next session gets a fresh one.
+  std::filesystem::remove(trigger_);
+  const json next = open("pg");
+  EXPECT_EQ(next["state"], "OPEN") << next.dump();
+  EXPECT_NE(next["engine"], engine);
+  const json engines = d().call("GET", "/v1/engines").json()["engines"];
+  bool dead_listed = false;
+  for (const auto& e : engines)
+    if (e["id"] == engine)
+      dead_listed = e["state"] == "ENDED" && e["verdict"]["verdict"] == "KILLED(OOM)";
+  EXPECT_TRUE(dead_listed) << engines.dump();
+}
+
+TEST_F(DaemonSessionsTest, AnOomKillInsideTheEngineFailsItsSessionsUnlessOnOomIsIgnore) {
+  ASSERT_EQ(d().call("POST", "/v1/engines", hog_template("failing", true)).status, 201);
+  ASSERT_EQ(d().call("POST", "/v1/engines", hog_template("tolerant", true, {{"on_oom", "ignore"}}))
+                .status,
+            201);
+  const json f = open("failing");
+  const json t = open("tolerant");
+  ASSERT_EQ(f["state"], "OPEN") << f.dump();
+  ASSERT_EQ(t["state"], "OPEN") << t.dump();
+  std::ofstream(trigger_) << "now\n";
+  const json failed = d().wait_for("/v1/sessions/" + f["id"].get<std::string>(),
+                                   [](const json& j) { return j["state"] != "OPEN"; });
+  EXPECT_EQ(failed["state"], "FAILED") << failed.dump();
+  EXPECT_EQ(failed["verdict"]["verdict"], "KILLED(OOM)");
+  EXPECT_NE(failed["verdict"]["victim"].get<std::string>().find("pid"), std::string::npos);
+  // The tolerant engine's child was killed too, and an event says so; its session stays open.
+  const json events = d().wait_for("/v1/events?since=0", [](const json& j) {
+    int n = 0;
+    for (const auto& e : j["events"])
+      n += e["type"] == "engine.oom";
+    return n == 2;
+  });
+  EXPECT_EQ(d().call("GET", "/v1/sessions/" + t["id"].get<std::string>()).json()["state"], "OPEN");
+}
+
+TEST_F(DaemonSessionsTest, InitRunsOnceBeforeTheFirstLaunchAndItsFailureFailsTheSession) {
+  json ok = {{"name", "withinit"},
+             {"argv", {TEST_ENGINE_BIN, "--port", "{port}"}},
+             {"init", {"mkdir", "{data_dir}"}}};
+  ASSERT_EQ(d().call("POST", "/v1/engines", ok).status, 201);
+  const json s = open("withinit");
+  EXPECT_EQ(s["state"], "OPEN") << s.dump();
+  const json e = d().call("GET", "/v1/engines").json()["engines"][0];
+  EXPECT_TRUE(std::filesystem::is_directory(e["data_dir"].get<std::string>())) << e.dump();
+
+  json bad = {{"name", "badinit"},
+              {"argv", {TEST_ENGINE_BIN, "--port", "{port}"}},
+              {"init", {"sh", "-c", "exit 4"}}};
+  ASSERT_EQ(d().call("POST", "/v1/engines", bad).status, 201);
+  const json f = open("badinit");
+  EXPECT_EQ(f["error"].get<std::string>().find("init command ended EXITED(4)") != std::string::npos,
+            true)
+      << f.dump();
+}
+
+TEST_F(DaemonSessionsTest, BadRequestsAreRefusedWithTheirReason) {
+  auto r = d().call("POST", "/v1/engines", {{"name", "x"}, {"argv", {"a"}}, {"pool", 2}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("unknown key"), std::string::npos) << r.body;
+  r = d().call("POST", "/v1/sessions", {{"template", "nope"}, {"owner", "alice"}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("unknown engine template"), std::string::npos) << r.body;
+  r = d().call("POST", "/v1/sessions?wait=61", {{"template", "nope"}, {"owner", "alice"}});
+  EXPECT_EQ(r.status, 400);
+  r = d().call("POST", "/v1/sessions", {{"template", "nope"}, {"user", "alice"}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(d().call("GET", "/v1/sessions/s-0000000000000000").status, 404);
+  EXPECT_EQ(d().call("DELETE", "/v1/engines").status, 400);
+  EXPECT_EQ(d().call("DELETE", "/v1/engines?target=pg-1").status, 404);
+  json missing = {{"name", "missing"}, {"argv", {"/nonexistent/engine"}}};
+  ASSERT_EQ(d().call("POST", "/v1/engines", missing).status, 201);
+  r = d().call("POST", "/v1/sessions?wait=5", {{"template", "missing"}, {"owner", "alice"}});
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("/nonexistent/engine"), std::string::npos) << r.body;
+}
+
+TEST_F(DaemonSessionsTest, TemplatesSurviveARestartAndTheOldEnginesAreStopped) {
+  ASSERT_EQ(d().call("POST", "/v1/engines", hog_template("pg", false)).status, 201);
+  const json s = open("pg");
+  ASSERT_EQ(s["state"], "OPEN") << s.dump();
+  const auto ps = d().call("GET", "/v1/workloads").json()["workloads"];
+  ASSERT_EQ(ps.size(), 1u);
+  const pid_t pid = ps[0]["pid"];
+  ASSERT_EQ(d().term() & 0x7f, 0);
+  EXPECT_TRUE(running(pid));
+  ASSERT_TRUE(d().start()) << d().log();
+  const auto gone =
+      d().wait_for("/v1/workloads", [](const json& j) { return j["workloads"].empty(); });
+  EXPECT_TRUE(gone["workloads"].empty()) << gone.dump();
+  EXPECT_FALSE(running(pid));
+  const json again = open("pg");
+  EXPECT_EQ(again["state"], "OPEN") << again.dump();
+  EXPECT_NE(again["engine"], s["engine"]);
+}
+
+// The PostgreSQL example: initdb once per key as the postgres user, psql through the endpoint,
+// and a query that blows the engine's memory limit fails its sessions with KILLED(OOM).
+TEST_F(DaemonSessionsTest, PostgresExampleServesSqlAndAnOomKilledBackendFailsItsSessions) {
+  for (const char* need : {"/usr/lib/postgresql/15/bin/postgres", "/usr/bin/psql"}) {
+    if (::access(need, X_OK) != 0) GTEST_SKIP() << "needs " << need << " (scripts/install-deps)";
+  }
+  if (testing::slurp("/etc/passwd").find("\npostgres:") == std::string::npos)
+    GTEST_SKIP() << "needs the postgres user (Debian's postgresql package)";
+  const json t = json::parse(testing::slurp(HOSTFIT_SOURCE_DIR "/examples/engines/postgres.json"));
+  ASSERT_EQ(d().call("POST", "/v1/engines", t).status, 201);
+  const json s = open("pg", 60);
+  ASSERT_EQ(s["state"], "OPEN") << s.dump() << d().log();
+  const std::string psql = "psql -h 127.0.0.1 -p " +
+                           std::to_string(s["endpoint"]["port"].get<int>()) + " -U postgres -Atc ";
+  const auto sql = [&](const std::string& query) {
+    std::string out;
+    FILE* p = ::popen((psql + "\"" + query + "\" 2>&1").c_str(), "r");
+    char buf[256];
+    while (p && std::fgets(buf, sizeof buf, p))
+      out += buf;
+    if (p) ::pclose(p);
+    return out;
+  };
+  EXPECT_EQ(sql("select 6*7"), "42\n");
+  (void)sql("select length(string_agg(repeat('x', 1000000), '')) from generate_series(1, 600)");
+  const json failed = d().wait_for("/v1/sessions/" + s["id"].get<std::string>(),
+                                   [](const json& j) { return j["state"] != "OPEN"; });
+  EXPECT_EQ(failed["state"], "FAILED") << failed.dump();
+  EXPECT_EQ(failed["verdict"]["verdict"], "KILLED(OOM)") << failed.dump();
+  EXPECT_NE(failed["verdict"]["victim"].get<std::string>().find("postgres"), std::string::npos);
+  const json next = open("pg", 60);
+  ASSERT_EQ(next["state"], "OPEN") << next.dump();
+  EXPECT_NE(next["engine"], s["engine"]);
+}
+
+}  // namespace
+}  // namespace hostfit
