@@ -32,7 +32,7 @@ const Asset* find_asset(std::string_view path) {
   return it == all.end() ? nullptr : &*it;
 }
 
-void add_routes(api::Router& router) {
+void add_page_routes(api::Router& router) {
   router.add("GET", "/",
              [](const api::Request&, api::Reply reply) { reply(serve(*find_asset("/"))); });
   router.add("GET", "/ui/{file}", [](const api::Request& request, api::Reply reply) {

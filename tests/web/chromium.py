@@ -101,8 +101,8 @@ def pss_bytes(pid):
 
 
 def process_kind(pid):
-    cmdline = _read("/proc/%d/cmdline" % pid).split("\0")
-    for arg in cmdline:
+    # Chromium's children rewrite their command line as one space-separated string.
+    for arg in _read("/proc/%d/cmdline" % pid).replace("\0", " ").split():
         if arg.startswith("--type="):
             return arg[len("--type="):]
     return "browser"
@@ -250,7 +250,8 @@ class Browser:
         keep = []
         for e in self.events:
             if e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error":
-                problems.append(e["params"]["entry"].get("text", ""))
+                entry = e["params"]["entry"]
+                problems.append(entry.get("text", "") + " " + entry.get("url", ""))
             elif e["method"] == "Runtime.exceptionThrown":
                 problems.append(json.dumps(e["params"]["exceptionDetails"])[:500])
             else:
@@ -297,3 +298,27 @@ class Browser:
 
     def __exit__(self, *exc):
         self.close()
+
+
+SKIP = 77  # ctest's SKIP_RETURN_CODE for these tests
+
+
+def main(test):
+    """Runs test(); a Chromium that cannot run here is a skip that says why, not a failure."""
+    import sys
+    import traceback
+    try:
+        test()
+    except Unavailable as e:
+        print("[  SKIPPED ] %s" % e)
+        sys.exit(SKIP)
+    except Exception:
+        traceback.print_exc()
+        print("[  FAILED  ]")
+        sys.exit(1)
+    print("[  PASSED  ]")
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)

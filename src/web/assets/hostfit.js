@@ -9,6 +9,7 @@
   const kRefreshMs = 5000;           // workload sampling while nothing happens
   const kPollWaitS = 25;             // long-poll wait; below the api's max_long_poll
   const kMaxEvents = 100;
+  const kTopologyMs = 30000;         // foreign pins and offline CPUs change rarely
   const kPalette = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#e377c2', '#17becf', '#8c564b',
                     '#ff7f0e', '#bcbd22', '#393b79'];
 
@@ -22,6 +23,9 @@
     samples: new Map(),      // workload name -> [{t, mem, cpu}] over the last kWindowMs
     lastCpu: new Map(),      // workload name -> {t, usec} for use computed from a counter
     highlight: null,         // workload whose CPUs are emphasised
+    topology: null,          // GET /v1/node/topology, re-read every kTopologyMs and on placements
+    topologyAt: 0,
+    topologyStale: false,
   };
 
   // ---- small helpers -------------------------------------------------------------------------
@@ -96,8 +100,10 @@
     const s = String(pick(w, 'state', 'status') ?? 'UNKNOWN');
     return s.replace(/\(.*$/, '').toUpperCase();  // "KILLED(OOM)" -> "KILLED"
   }
+  // The run's one-line verdict once it says more than the state ("KILLED(OOM): ...").
   function workloadVerdict(w) {
-    return pick(w, 'verdict', 'last_run.verdict', 'run.verdict', 'reason') ?? '';
+    const v = String(pick(w, 'run.verdict', 'verdict') ?? '');
+    return v === pick(w, 'run.state') || v === pick(w, 'state') ? '' : v;
   }
   function workloadCpus(w) {
     return cpuList(pick(w, 'placement.cpus', 'cpuset', 'cpus_list', 'cpuset_cpus'));
@@ -128,8 +134,7 @@
       return owner;
     };
     const cpuSection = pick(node, 'cpu') ?? {};
-    const allowedText = pick(cpuSection, 'placeable', 'usable', 'allowed') ??
-                        pick(node, 'placeable_cpus', 'allowed_cpus');
+    const allowedText = pick(node, 'cpus.placeable') ?? pick(cpuSection, 'placeable', 'usable');
     const allowed = allowedText == null ? null : new Set(cpuList(allowedText));
     for (const c of cpuList(pick(cpuSection, 'offline') ?? pick(node, 'offline_cpus')))
       holders.set(c, {kind: 'offline', label: 'offline'});
@@ -146,14 +151,8 @@
       ...model.placements,
       ...model.workloads.map((w) => ({owner: workloadName(w), cpus: workloadCpus(w)})),
     ];
-    // A finished workload's CPUs were released; a hold still named for it is stale history.
-    const live = (name) => {
-      const w = model.workloads.find((x) => workloadName(x) === name);
-      return !w || ['RUNNING', 'STARTING', 'PENDING'].includes(workloadState(w));
-    };
     for (const h of holds) {
       const name = ownerToName(pick(h, 'workload', 'name', 'owner'));
-      if (!live(name)) continue;
       for (const c of cpuList(pick(h, 'cpus', 'cpuset'))) {
         const prev = holders.get(c);
         if (prev && prev.kind !== 'foreign') continue;
@@ -163,12 +162,29 @@
     return {holders, allowed};
   }
 
+  // Views are rebuilt on every refresh; the node or row that had the keyboard focus keeps it.
+  function keepingFocus(rebuild) {
+    const active = document.activeElement;
+    const key = active && (active.dataset?.node != null ? ['node', active.dataset.node] :
+                           active.dataset?.workload != null ? ['workload', active.dataset.workload] : null);
+    rebuild();
+    if (!key || document.activeElement === active) return;
+    const tag = key[0] === 'node' ? '.numa' : 'tr';
+    document.querySelector(tag + '[data-' + key[0] + '="' + CSS.escape(key[1]) + '"]')?.focus();
+  }
+
   // ---- topology ------------------------------------------------------------------------------
 
+  let drawnTopology = '';
   function renderTopology() {
     const root = document.getElementById('topology');
     const node = model.node;
     if (!node) return;
+    // Only what the map shows: an unchanged map is not rebuilt (focus, hover and memory stay).
+    const drawn = JSON.stringify([node, model.placements, model.highlight,
+                                  model.workloads.map((w) => [workloadName(w), workloadCpus(w)])]);
+    if (drawn === drawnTopology) return;
+    drawnTopology = drawn;
     const topo = pick(node, 'topology') ?? node;
     const marks = workloadMarks();
     const {holders, allowed} = cpuHolders(node);
@@ -234,7 +250,7 @@
       children.push(el('div', {class: 'package'}, el('h3', null, 'Not in the topology (offline)'),
                        el('div', {class: 'cores'}, ...rest.map(cpuCell))));
     }
-    root.replaceChildren(...children);
+    keepingFocus(() => root.replaceChildren(...children));
     renderLegend(marks);
   }
 
@@ -264,9 +280,8 @@
     return {
       anon, shmem, kernel, usage,
       cache: Math.max(0, file - shmem),  // file counts shmem; the bar shows them apart
-      limit: pick(m, 'limit_bytes', 'limit') ?? pick(w, 'memory_limit_bytes', 'limits.memory_bytes'),
-      cacheBudget: pick(m, 'cache_limit_bytes', 'cache_budget_bytes') ??
-                   pick(w, 'cache_limit_bytes', 'limits.cache_limit_bytes'),
+      limit: pick(w, 'spec.memory_max_bytes', 'run.memory_limit_bytes') ?? pick(m, 'limit_bytes'),
+      cacheBudget: pick(w, 'spec.cache_limit_bytes') ?? pick(m, 'cache_limit_bytes'),
     };
   }
 
@@ -318,7 +333,7 @@
     const cpus = s.filter((p) => p.cpu != null);
     if (cpus.length) {
       const cpuTop = Math.max(1, ...cpus.map((p) => p.cpu));
-      box.append(svg('polyline', {class: 'cpu', points: cpus.map((p) => x(p.t) + ',' + (27 - p.cpu / cpuTop * 25).toFixed(1)).join(' ')}));
+      box.append(svg('polyline', {class: 'cpu-use', points: cpus.map((p) => x(p.t) + ',' + (27 - p.cpu / cpuTop * 25).toFixed(1)).join(' ')}));
     }
     box.setAttribute('aria-label', 'memory over the last ' + Math.round((t1 - s[0].t) / 60000) +
                      ' min: peak ' + bytes(Math.max(...mems)) + ', now ' + bytes(mems[mems.length - 1]));
@@ -350,16 +365,19 @@
     const rows = [...model.workloads].sort((a, b) => workloadName(a).localeCompare(workloadName(b))).map((w) => {
       const name = workloadName(w), state = workloadState(w), mark = marks.get(name);
       const mem = memoryOf(w);
-      const quota = pick(w, 'cpu.quota_cpus', 'cpus', 'cpu_quota_cpus', 'limits.cpus');
+      const quota = pick(w, 'spec.cpus', 'cpus');
       const samples = model.samples.get(name) ?? [];
       const use = samples.length ? samples[samples.length - 1].cpu : null;
       const cpus = workloadCpus(w);
       const row = el('tr', {tabindex: '0', 'data-workload': name, 'data-state': state,
+                            'data-run-state': pick(w, 'run.state'),
                             'aria-pressed': model.highlight === name ? 'true' : 'false'},
         el('th', {scope: 'row', 'data-label': 'Workload'},
            el('span', {class: 'badge', style: '--c:' + mark.color}, el('span', null, mark.label)), name),
-        el('td', {'data-label': 'State'}, el('span', {class: 'state', 'data-state': state},
-           String(pick(w, 'state') ?? state))),
+        el('td', {'data-label': 'State'}, el('span', {class: 'state', 'data-state': state,
+                                                      'data-run-state': pick(w, 'run.state')},
+           String(pick(w, 'state') ?? state) +
+           (pick(w, 'run.state') && pick(w, 'run.state') !== state ? ' (' + pick(w, 'run.state') + ')' : ''))),
         el('td', {'data-label': 'Verdict', class: 'verdict'}, String(workloadVerdict(w) || '—')),
         el('td', {'data-label': 'Restarts', class: 'num'}, String(pick(w, 'restarts', 'restart_count') ?? 0)),
         el('td', {'data-label': 'CPU', class: 'num'},
@@ -371,7 +389,8 @@
            el('div', {class: 'sparktext'}, samples.length ? 'memory ─, CPU ┄' : '')));
       return row;
     });
-    body.replaceChildren(...(rows.length ? rows : [el('tr', null, el('td', {colspan: '7', class: 'empty'}, 'No workloads.'))]));
+    keepingFocus(() => body.replaceChildren(
+        ...(rows.length ? rows : [el('tr', null, el('td', {colspan: '7', class: 'empty'}, 'No workloads.'))])));
     document.getElementById('workload-count').textContent = '(' + model.workloads.length + ')';
   }
 
@@ -447,10 +466,14 @@
     if (refreshing) { refreshAgain = true; return refreshing; }
     refreshing = (async () => {
       try {
-        const [node, workloads, placements] = await Promise.all([
-          getJson('/v1/node'), getJson('/v1/workloads'),
-          getJson('/v1/placements').catch(() => [])]);
-        model.node = node;
+        const now = Date.now();
+        const wantTopology = !model.topology || model.topologyStale || now - model.topologyAt > kTopologyMs;
+        const [node, workloads, placements, topology] = await Promise.all([
+          getJson('/v1/node'), getJson('/v1/workloads'), getJson('/v1/placements'),
+          wantTopology ? getJson('/v1/node/topology') : model.topology]);
+        if (wantTopology) Object.assign(model, {topology, topologyAt: now, topologyStale: false});
+        // The map reads one document: the node's facts with the machine's shape beside them.
+        model.node = {...node, ...topology, cpus: node.cpus};
         model.workloads = list(workloads, 'workloads', 'items');
         model.placements = list(placements, 'placements', 'holds', 'items');
         document.getElementById('host').textContent = String(pick(node, 'hostname', 'host') ?? '');
@@ -476,6 +499,7 @@
         const next = pick(r, 'next', 'next_since', 'last_seq');
         if (addEvents(events)) {
           renderEvents();
+          if (events.some((e) => /^(placement|attachment)\./.test(pick(e, 'type') ?? ''))) model.topologyStale = true;
           refresh();  // a state change, a placement, a kill: the other views follow
         }
         if (next != null) model.since = Math.max(model.since, Number(next));
