@@ -13,11 +13,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "hostfit/core.h"
 
@@ -28,14 +27,14 @@ class io_context;
 namespace hostfit::api {
 
 struct Request {
-  std::string method;                                // "GET", "POST", ...
-  std::string target;                                // as sent: "/v1/events?since=3&wait=10"
-  std::string path;                                  // "/v1/events" (percent-decoded)
-  std::map<std::string, std::string> query;          // {"since": "3", "wait": "10"}
-  std::map<std::string, std::string> params;         // from the route pattern: {"name": "etl"}
-  std::map<std::string, std::string> headers;        // lower-case names
+  std::string method;                          // "GET", "POST", ...
+  std::string target;                          // as sent: "/v1/events?since=3&wait=10"
+  std::string path;                            // "/v1/events" (percent-decoded)
+  std::map<std::string, std::string> query;    // {"since": "3", "wait": "10"}
+  std::map<std::string, std::string> params;   // from the route pattern: {"name": "etl"}
+  std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
-  bool over_tcp = false;                             // arrived on the TCP listener (token checked)
+  bool over_tcp = false;  // arrived on the TCP listener (token checked)
 };
 
 struct Response {
@@ -64,6 +63,9 @@ class Router {
  public:
   void add(std::string method, std::string pattern, Handler handler);
   void dispatch(Request request, Reply reply) const;
+  // The key the route for METHOD PATH counts under in Server::stats(), the method and the pattern
+  // ("GET /v1/workloads/{name}"); "" when no route takes it.
+  std::string route_key(std::string_view method, std::string_view path) const;
 
  private:
   struct Route {
@@ -75,21 +77,27 @@ class Router {
 };
 
 struct ServerOptions {
-  std::size_t max_body_bytes = 1 << 20;                    // larger: 413, connection closed
-  std::chrono::milliseconds header_timeout{10'000};        // idle or slow client: closed
-  std::chrono::milliseconds max_long_poll{60'000};         // a handler's wait is capped by this
-  std::size_t max_connections = 1024;                      // more: accepted and closed at once
+  std::size_t max_body_bytes = 1 << 20;              // larger: 413, connection closed
+  std::chrono::milliseconds header_timeout{10'000};  // idle or slow client: closed
+  // A handler's wait is capped by this: a request still unanswered max_long_poll + 1 s after it
+  // arrived gets 504 (and the handler's late reply is dropped). Long polls wait less than this.
+  std::chrono::milliseconds max_long_poll{60'000};
+  std::size_t max_connections = 1024;  // more: accepted and closed at once
 };
 
-// Request counts and latency histograms per route pattern, for /metrics.
+// Request counts and latency histograms per route pattern, for /metrics. Latency is from the
+// request read in full to the handler's reply. Requests no route takes (404, 405) and requests
+// refused before routing (401, 400, 413) count under "other".
 struct RouteStats {
   std::map<int, std::uint64_t> by_status;
-  std::vector<std::uint64_t> latency_buckets;  // counts for each bound of kLatencyBoundsSeconds
+  // For each bound of kLatencyBoundsSeconds, the requests that took at most that long
+  // (cumulative, as Prometheus histograms count).
+  std::vector<std::uint64_t> latency_buckets;
   double latency_sum_seconds = 0;
   std::uint64_t count = 0;
 };
-inline constexpr double kLatencyBoundsSeconds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                   0.025,  0.05,  0.1,    0.25,  1,    5};
+inline constexpr double kLatencyBoundsSeconds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                   0.05,   0.1,   0.25,   1,     5};
 
 class Server {
  public:
@@ -102,10 +110,12 @@ class Server {
   Status listen_unix(const std::string& path, unsigned mode = 0660);
   // TCP needs a non-empty token: "Authorization: Bearer TOKEN" or the `hostfit_token` cookie.
   Status listen_tcp(const std::string& address, std::uint16_t port, std::string token);
+  // The port the TCP listener is bound to (what port 0 became), 0 when there is none.
+  std::uint16_t tcp_port() const;
   void close();  // stops accepting, closes open connections, removes the socket file
 
   const std::map<std::string, RouteStats>& stats() const;  // keyed by "GET /v1/workloads/{name}"
-  std::string metrics_text() const;  // Prometheus text for the stats above
+  std::string metrics_text() const;                        // Prometheus text for the stats above
 
  private:
   struct Impl;

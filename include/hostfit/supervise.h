@@ -76,7 +76,69 @@ struct SpawnSpec {
   std::vector<std::string> env;                   // the whole environment, "KEY=value"
   std::chrono::milliseconds stop_timeout{10000};  // SIGTERM/SIGINT forwarded -> SIGKILL after
   std::string kmsg_path = "/dev/kmsg";            // the kernel log under the Sysroot; "" = none
+  // The daemon's additions. Credentials are dropped after joining the group, before exec.
+  std::optional<uid_t> uid{};
+  std::optional<gid_t> gid{};  // also the only supplementary group
+  std::string stdout_path{};   // appended to (made 0640); "" = inherited
+  std::string stderr_path{};
 };
+
+// One OOM-kill record of the kernel log, as /dev/kmsg gives it:
+// "3,1234,5678901,-;oom-kill:constraint=CONSTRAINT_MEMCG,...,task_memcg=/a/b,task=python3,pid=42,uid=0"
+struct KernelOomKill {
+  pid_t pid = 0;
+  std::string comm;
+  std::string task_memcg;  // the victim's memory cgroup path
+  uint64_t time_us = 0;    // the record's timestamp (CLOCK_MONOTONIC-like, microseconds)
+};
+// The kill described by one kmsg record, or nullopt for any other (or garbled) record.
+std::optional<KernelOomKill> parse_kmsg_oom_kill(std::string_view record);
+
+// ---------------------------------------------------------------------------------------------
+// The pieces of a run that `supervise` and the daemon share: spawning into the group, reading
+// OOM kills from the kernel log and classifying the end.
+
+// A child started in its group. exec_errno != 0: it could not execute (already reaped).
+struct Spawned {
+  pid_t pid = 0;
+  int pidfd = -1;  // owned by the caller; -1 when exec failed
+  int exec_errno = 0;
+  std::string failure;  // "cannot execute 'x': No such file or directory"
+  std::chrono::system_clock::time_point started_at;
+};
+// Forks, joins `group` in every hierarchy, drops to spec.uid/gid, redirects output, restores
+// the default signal dispositions and an empty signal mask, and execs spec.argv. Errors are
+// hostfit's own (no fork, no pidfd, cannot join the group); nothing is left running on error.
+Result<Spawned> spawn_in_group(CgroupDriver& driver, const Cgroup& group, const SpawnSpec& spec);
+
+// The kernel log from now on, filtered to OOM kills in one memory cgroup (or below), read
+// without blocking. Unreadable (no /dev/kmsg, no permission): readable() is false.
+class KernelLogReader {
+ public:
+  KernelLogReader(const Sysroot& root, const std::string& path, std::string memcg);
+  ~KernelLogReader();
+  KernelLogReader(const KernelLogReader&) = delete;
+  KernelLogReader& operator=(const KernelLogReader&) = delete;
+  bool readable() const { return fd_ >= 0; }
+  std::vector<KernelOomKill> read_kills();  // new kills since the last call
+
+ private:
+  int fd_ = -1;
+  std::string memcg_;
+};
+
+// OOM truth: sets record.exit_code/signal, state, reason, oom_kills and oom_evidence from how
+// the main process ended (waitid's si_code and si_status) and the group's counters at the start
+// and now. KILLED(OOM) only for a death by SIGKILL with a rise of oom_kill that kills of other
+// processes (other_kills) do not account for. `escalated`: hostfit sent the SIGKILL itself after
+// a stop timeout (KILLED(TIMEOUT)).
+void classify_exit(RunRecord& record, int wait_code, int wait_status,
+                   const std::optional<OomCounters>& baseline,
+                   const std::optional<OomCounters>& now, uint64_t other_kills, bool escalated);
+// True when the main process died of SIGKILL but the counter has not risen (yet): the kernel
+// sends SIGKILL before it counts the kill, so a caller re-reads for a short grace period.
+bool oom_count_pending(int wait_code, int wait_status, const std::optional<OomCounters>& baseline,
+                       const std::optional<OomCounters>& now, uint64_t other_kills);
 
 struct SuperviseHooks {
   std::function<void(RunState, pid_t)> on_state;         // STARTING, RUNNING (with the pid)
@@ -92,17 +154,6 @@ struct SuperviseHooks {
 // caller removes it (which kills any process the workload left behind).
 Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgroup& group,
                             const SpawnSpec& spec, const SuperviseHooks& hooks = {});
-
-// One OOM-kill record of the kernel log, as /dev/kmsg gives it:
-// "3,1234,5678901,-;oom-kill:constraint=CONSTRAINT_MEMCG,...,task_memcg=/a/b,task=python3,pid=42,uid=0"
-struct KernelOomKill {
-  pid_t pid = 0;
-  std::string comm;
-  std::string task_memcg;  // the victim's memory cgroup path
-  uint64_t time_us = 0;    // the record's timestamp (CLOCK_MONOTONIC-like, microseconds)
-};
-// The kill described by one kmsg record, or nullopt for any other (or garbled) record.
-std::optional<KernelOomKill> parse_kmsg_oom_kill(std::string_view record);
 
 // ---------------------------------------------------------------------------------------------
 // A whole `hostfit run`: validate, create and limit the group, size the workload, supervise it,
@@ -142,6 +193,22 @@ struct WorkloadRun {
   CgroupMode mode = CgroupMode::kNone;
   double stop_timeout_s = 0;
 };
+
+// The command a workload runs in its group: sized by make_plan for the group's limits (the
+// sizing line and plan warnings go to notices), {placeholders} substituted in `command`, and
+// `env` with plan_environment() and HOSTFIT_NAME/CGROUP/CPUSET/MEMS/MEMORY_LIMIT added when
+// export_env. Shared by run_workload and the daemon.
+struct PreparedCommand {
+  Plan plan;
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::vector<std::string> notices;
+};
+Result<PreparedCommand> prepare_command(const HostFacts& self, const Cgroup& group,
+                                        const CgroupLimits& limits, const std::string& name,
+                                        const std::vector<std::string>& command,
+                                        const std::vector<std::string>& env,
+                                        const WorkloadShape& shape, bool export_env);
 
 // Checks a request against what hostfit itself may use (`self`, from probe_host of "/proc/self")
 // before anything is created. kUsage errors name the flag, the value and what is accepted.

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   add_run_command(app, commands);
   add_attach_command(app, commands);
   add_calibrate_command(app, commands);
+  add_daemon_command(app, commands);
 
   try {
     app.parse(argc, argv);

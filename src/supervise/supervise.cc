@@ -2,6 +2,7 @@
 #include "hostfit/supervise.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -56,39 +57,6 @@ uint64_t monotonic_us() {
 int pidfd_open(pid_t pid) {
   return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
 }
-
-// The kernel log from now on: OOM-kill records of our memory cgroup, read without blocking.
-class KernelLog {
- public:
-  KernelLog(const Sysroot& root, const std::string& path, std::string memcg)
-      : memcg_(std::move(memcg)) {
-    if (path.empty() || memcg_.empty()) return;
-    fd_ = Fd(::open(root.path(path).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-    if (fd_.fd >= 0) ::lseek(fd_.fd, 0, SEEK_END);
-  }
-  bool readable() const { return fd_.fd >= 0; }
-  // New kills of processes in our memory cgroup (or below it) since the last call.
-  std::vector<KernelOomKill> read_kills() {
-    std::vector<KernelOomKill> kills;
-    if (fd_.fd < 0) return kills;
-    char buf[8192];
-    for (;;) {
-      const ssize_t n = ::read(fd_.fd, buf, sizeof buf);
-      if (n < 0 && errno == EPIPE) continue;  // records were overwritten: go on with the next
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      auto kill = parse_kmsg_oom_kill(std::string_view(buf, static_cast<size_t>(n)));
-      if (kill && (kill->task_memcg == memcg_ || kill->task_memcg.starts_with(memcg_ + "/"))) {
-        kills.push_back(std::move(*kill));
-      }
-    }
-    return kills;
-  }
-
- private:
-  Fd fd_;
-  std::string memcg_;
-};
 
 // Blocks the forwarded signals for this thread and restores the old mask on destruction.
 class SignalBlock {
@@ -215,6 +183,154 @@ std::optional<KernelOomKill> parse_kmsg_oom_kill(std::string_view record) {
   return kill;
 }
 
+KernelLogReader::KernelLogReader(const Sysroot& root, const std::string& path, std::string memcg)
+    : memcg_(std::move(memcg)) {
+  if (path.empty() || memcg_.empty()) return;
+  fd_ = ::open(root.path(path).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd_ >= 0) ::lseek(fd_, 0, SEEK_END);
+}
+
+KernelLogReader::~KernelLogReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::vector<KernelOomKill> KernelLogReader::read_kills() {
+  std::vector<KernelOomKill> kills;
+  if (fd_ < 0) return kills;
+  char buf[8192];
+  for (;;) {
+    const ssize_t n = ::read(fd_, buf, sizeof buf);
+    if (n < 0 && errno == EPIPE) continue;  // records were overwritten: go on with the next
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    auto kill = parse_kmsg_oom_kill(std::string_view(buf, static_cast<size_t>(n)));
+    if (kill && (kill->task_memcg == memcg_ || kill->task_memcg.starts_with(memcg_ + "/"))) {
+      kills.push_back(std::move(*kill));
+    }
+  }
+  return kills;
+}
+
+Result<Spawned> spawn_in_group(CgroupDriver& driver, const Cgroup& group, const SpawnSpec& spec) {
+  if (spec.argv.empty()) return fail(ErrorKind::kUsage, "no command to run");
+  // Everything the child needs is prepared before fork: it may only make async-signal-safe calls.
+  std::vector<Fd> procs;
+  for (const auto& file : driver.procs_files(group)) {
+    Fd fd(::open(file.c_str(), O_WRONLY | O_CLOEXEC));
+    if (fd.fd < 0) return fail(Error::from_errno(errno, "open", file));
+    procs.push_back(std::move(fd));
+  }
+  Fd out, err;
+  for (auto [path, fd] : {std::pair{&spec.stdout_path, &out}, std::pair{&spec.stderr_path, &err}}) {
+    if (path->empty()) continue;
+    *fd = Fd(::open(path->c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640));
+    if (fd->fd < 0) return fail(Error::from_errno(errno, "open", *path));
+  }
+  const std::vector<char*> argv = c_strings(spec.argv);
+  const std::vector<char*> envp = c_strings(spec.env);
+  int exec_pipe[2];
+  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) return fail(Error::from_errno(errno, "create", "a pipe"));
+  Fd exec_read(exec_pipe[0]);
+  Fd exec_write(exec_pipe[1]);
+
+  Spawned spawned;
+  spawned.started_at = std::chrono::system_clock::now();
+  const pid_t pid = ::fork();
+  if (pid < 0) return fail(Error::from_errno(errno, "fork", spec.argv[0]));
+  if (pid == 0) {
+    // The child: join the group in every hierarchy ("0" is the writer), drop credentials,
+    // redirect, restore signals, exec.
+    for (const auto& fd : procs) {
+      if (::write(fd.fd, "0", 1) != 1) child_fail(exec_write.fd, -errno);
+    }
+    if (spec.gid) {
+      const gid_t gid = *spec.gid;
+      if (::setgroups(1, &gid) != 0 || ::setgid(gid) != 0) child_fail(exec_write.fd, -errno);
+    }
+    if (spec.uid && ::setuid(*spec.uid) != 0) child_fail(exec_write.fd, -errno);
+    if (out.fd >= 0 && ::dup2(out.fd, STDOUT_FILENO) < 0) child_fail(exec_write.fd, -errno);
+    if (err.fd >= 0 && ::dup2(err.fd, STDERR_FILENO) < 0) child_fail(exec_write.fd, -errno);
+    for (int sig = 1; sig < NSIG; ++sig)
+      ::signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
+    ::execvpe(argv[0], argv.data(), envp.data());
+    child_fail(exec_write.fd, errno);
+  }
+  spawned.pid = pid;
+  exec_write = Fd();
+  procs.clear();
+  Fd pidfd(pidfd_open(pid));
+  const int pidfd_errno = errno;
+
+  // The exec pipe closes on a successful exec and carries errno otherwise.
+  int child_errno = 0;
+  ssize_t got;
+  do {
+    got = ::read(exec_read.fd, &child_errno, sizeof child_errno);
+  } while (got < 0 && errno == EINTR);
+  if (got == sizeof child_errno) {
+    ::waitpid(pid, nullptr, 0);
+    if (child_errno < 0) {
+      // Not the command's fault: hostfit could not put it in its group (an empty cpuset, a
+      // group removed under it, pids.max reached) or could not drop to its user.
+      return fail(Error::from_errno(-child_errno, "join", "cgroup '" + group.name + "'")
+                      .wrap("cannot start the workload in its cgroup as its user"));
+    }
+    spawned.exec_errno = child_errno;
+    spawned.failure = "cannot execute '" + spec.argv[0] + "': " + std::strerror(child_errno);
+    return spawned;
+  }
+  if (pidfd.fd < 0) {
+    // Linux before 5.3: nothing to poll on. Kill the child rather than run it unsupervised.
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return fail(
+        Error::from_errno(pidfd_errno, "pidfd_open", std::to_string(pid)).wrap("needs Linux 5.3+"));
+  }
+  spawned.pidfd = std::exchange(pidfd.fd, -1);
+  return spawned;
+}
+
+bool oom_count_pending(int wait_code, int wait_status, const std::optional<OomCounters>& baseline,
+                       const std::optional<OomCounters>& now, uint64_t other_kills) {
+  const bool by_sigkill = wait_code != CLD_EXITED && wait_status == SIGKILL;
+  return by_sigkill && baseline && now && now->oom_kill_known &&
+         now->oom_kill - baseline->oom_kill <= other_kills;
+}
+
+void classify_exit(RunRecord& record, int wait_code, int wait_status,
+                   const std::optional<OomCounters>& baseline,
+                   const std::optional<OomCounters>& now, uint64_t other_kills, bool escalated) {
+  if (wait_code == CLD_EXITED) {
+    record.exit_code = wait_status;
+  } else {
+    record.signal = wait_status;
+  }
+  const bool by_sigkill = wait_code != CLD_EXITED && record.signal == SIGKILL;
+  if (now && baseline) {
+    record.oom_kills = now->oom_kill - baseline->oom_kill;
+    if (by_sigkill && now->oom_kill_known && record.oom_kills > other_kills) {
+      record.reason = KillReason::kOom;
+      record.oom_evidence = now->source + ": oom_kill " + std::to_string(baseline->oom_kill) +
+                            " -> " + std::to_string(now->oom_kill);
+    } else if (by_sigkill && !now->oom_kill_known && !now->kill_disabled &&
+               now->limit_hits > baseline->limit_hits) {
+      // Kernels before 4.13 do not count kills; a SIGKILL after the limit was hit is the best
+      // evidence they give.
+      record.reason = KillReason::kOom;
+      record.oom_evidence = "memory.failcnt rose " + std::to_string(baseline->limit_hits) + " -> " +
+                            std::to_string(now->limit_hits) +
+                            " (this kernel has no oom_kill counter)";
+    }
+  }
+  if (record.reason != KillReason::kOom && wait_code != CLD_EXITED) {
+    record.reason = escalated && by_sigkill ? KillReason::kTimeout : KillReason::kSignal;
+  }
+  record.state = wait_code == CLD_EXITED ? RunState::kExited : RunState::kKilled;
+}
+
 Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgroup& group,
                             const SpawnSpec& spec, const SuperviseHooks& hooks) {
   RunRecord record;
@@ -224,82 +340,30 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
     if (hooks.on_state) hooks.on_state(s, record.pid);
   };
 
-  // Everything the child needs is prepared before fork: it may only make async-signal-safe calls.
-  std::vector<Fd> procs;
-  for (const auto& file : driver.procs_files(group)) {
-    Fd fd(::open(file.c_str(), O_WRONLY | O_CLOEXEC));
-    if (fd.fd < 0) return fail(Error::from_errno(errno, "open", file));
-    procs.push_back(std::move(fd));
-  }
-  const std::vector<char*> argv = c_strings(spec.argv);
-  const std::vector<char*> envp = c_strings(spec.env);
-
   const auto baseline = driver.oom_counters(group);
   std::unique_ptr<OomWatch> watch;
   if (auto w = driver.watch_oom(group)) watch = std::move(*w);
   const CgroupDir* memory_dir = group.dir_of("memory");
-  KernelLog kmsg(root, spec.kmsg_path, memory_dir ? memory_dir->cgroup : "");
+  KernelLogReader kmsg(root, spec.kmsg_path, memory_dir ? memory_dir->cgroup : "");
 
   SignalBlock blocked;
   Fd signal_fd(::signalfd(-1, &blocked.set(), SFD_CLOEXEC | SFD_NONBLOCK));
   if (signal_fd.fd < 0) return fail(Error::from_errno(errno, "create", "a signalfd"));
-  int exec_pipe[2];
-  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) return fail(Error::from_errno(errno, "create", "a pipe"));
-  Fd exec_read(exec_pipe[0]);
-  Fd exec_write(exec_pipe[1]);
 
   state(RunState::kStarting);
-  record.started_at = std::chrono::system_clock::now();
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    return fail(Error::from_errno(errno, "fork", spec.argv[0]));
-  }
-  if (pid == 0) {
-    // The child: join the group in every hierarchy ("0" is the writer), restore signals, exec.
-    for (const auto& fd : procs) {
-      if (::write(fd.fd, "0", 1) != 1) child_fail(exec_write.fd, -errno);
-    }
-    for (int s : kForwarded)
-      ::signal(s, SIG_DFL);
-    ::signal(SIGPIPE, SIG_DFL);
-    // Unblock rather than restore: a caller (run_workload) may have blocked them already.
-    ::pthread_sigmask(SIG_UNBLOCK, &blocked.set(), nullptr);
-    ::execvpe(argv[0], argv.data(), envp.data());
-    child_fail(exec_write.fd, errno);
-  }
-  record.pid = pid;
-  exec_write = Fd();
-  procs.clear();
-  Fd pidfd(pidfd_open(pid));
-
-  // The exec pipe closes on a successful exec and carries errno otherwise.
-  int child_errno = 0;
-  ssize_t got;
-  do {
-    got = ::read(exec_read.fd, &child_errno, sizeof child_errno);
-  } while (got < 0 && errno == EINTR);
-  if (got == sizeof child_errno) {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    if (child_errno < 0) {
-      // Not the command's fault: hostfit could not put it in its group (an empty cpuset, a
-      // group removed under it, pids.max reached). Nothing of the workload ran.
-      return fail(Error::from_errno(-child_errno, "join", "cgroup '" + group.name + "'")
-                      .wrap("cannot start the workload in its cgroup"));
-    }
+  auto spawned = spawn_in_group(driver, group, spec);
+  if (!spawned) return fail(spawned.error());
+  record.started_at = spawned->started_at;
+  record.pid = spawned->pid;
+  const pid_t pid = spawned->pid;
+  if (spawned->exec_errno != 0) {
     record.ended_at = std::chrono::system_clock::now();
-    record.failure_errno = child_errno;
-    record.failure = "cannot execute '" + spec.argv[0] + "': " + std::strerror(child_errno);
+    record.failure_errno = spawned->exec_errno;
+    record.failure = spawned->failure;
     state(RunState::kFailed);
     return record;
   }
-  if (pidfd.fd < 0) {
-    // Linux before 5.3: nothing to poll on. Kill the child rather than run it unsupervised.
-    const int err = errno;
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return fail(Error::from_errno(err, "pidfd_open", std::to_string(pid)).wrap("needs Linux 5.3+"));
-  }
+  Fd pidfd(spawned->pidfd);
   state(RunState::kRunning);
   if (hooks.on_running) hooks.on_running(group, record.pid);
 
@@ -413,17 +477,16 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
 
   // Classify. OOM needs both: death by SIGKILL and a rise of the group's oom_kill counter that
   // is not accounted for by kills of other processes.
-  if (exit_info.si_code == CLD_EXITED) {
-    record.exit_code = exit_info.si_status;
-  } else {
-    record.signal = exit_info.si_status;
-  }
-  const bool by_sigkill = exit_info.si_code != CLD_EXITED && record.signal == SIGKILL;
+  const bool by_sigkill = exit_info.si_code != CLD_EXITED && exit_info.si_status == SIGKILL;
   auto counters = driver.oom_counters(group);
+  const auto opt = [](const Result<OomCounters>& c) {
+    return c ? std::optional<OomCounters>(*c) : std::nullopt;
+  };
   if (by_sigkill && counters && baseline) {
     const auto grace_end = Clock::now() + kCounterGrace;
-    while (counters && counters->oom_kill_known &&
-           counters->oom_kill - baseline->oom_kill <= other_kills && Clock::now() < grace_end) {
+    while (oom_count_pending(exit_info.si_code, exit_info.si_status, opt(baseline), opt(counters),
+                             other_kills) &&
+           Clock::now() < grace_end) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
       counters = driver.oom_counters(group);
     }
@@ -441,22 +504,8 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
       if (hooks.on_oom_event) hooks.on_oom_event(record.events.back());
     }
   }
-  if (counters && baseline) {
-    record.oom_kills = counters->oom_kill - baseline->oom_kill;
-    if (by_sigkill && counters->oom_kill_known && record.oom_kills > other_kills) {
-      record.reason = KillReason::kOom;
-      record.oom_evidence = counters->source + ": oom_kill " + std::to_string(baseline->oom_kill) +
-                            " -> " + std::to_string(counters->oom_kill);
-    } else if (by_sigkill && !counters->oom_kill_known && !counters->kill_disabled &&
-               counters->limit_hits > baseline->limit_hits) {
-      // Kernels before 4.13 do not count kills; a SIGKILL after the limit was hit is the best
-      // evidence they give.
-      record.reason = KillReason::kOom;
-      record.oom_evidence = "memory.failcnt rose " + std::to_string(baseline->limit_hits) + " -> " +
-                            std::to_string(counters->limit_hits) +
-                            " (this kernel has no oom_kill counter)";
-    }
-  }
+  classify_exit(record, exit_info.si_code, exit_info.si_status, opt(baseline), opt(counters),
+                other_kills, escalated);
   if (record.reason == KillReason::kOom) {
     const auto verdict = Clock::now();
     const uint64_t verdict_us = monotonic_us();
@@ -467,14 +516,12 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
     if (main_kill_kernel_us && verdict_us >= *main_kill_kernel_us) {
       record.kernel_to_verdict_us = static_cast<double>(verdict_us - *main_kill_kernel_us);
     }
-  } else if (exit_info.si_code != CLD_EXITED) {
-    record.reason = escalated && by_sigkill ? KillReason::kTimeout : KillReason::kSignal;
   }
   if (auto usage = driver.usage(group)) {
     record.memory_peak_bytes = usage->memory_peak_bytes;
     record.cpu_usage_us = usage->cpu_usage_us;
   }
-  state(exit_info.si_code == CLD_EXITED ? RunState::kExited : RunState::kKilled);
+  state(record.state);
   return record;
 }
 

@@ -157,6 +157,51 @@ Status validate_request(const HostFacts& self, const WorkloadRequest& r) {
   return {};
 }
 
+Result<PreparedCommand> prepare_command(const HostFacts& self, const Cgroup& group,
+                                        const CgroupLimits& limits, const std::string& name,
+                                        const std::vector<std::string>& command,
+                                        const std::vector<std::string>& env,
+                                        const WorkloadShape& shape, bool export_env) {
+  PreparedCommand out;
+  auto plan = make_plan(group_facts(self, limits, group), shape);
+  if (!plan) return fail(plan.error().wrap("cannot size '" + name + "'"));
+  out.plan = *plan;
+  if (plan->instances_per_worker > 0) {
+    out.notices.push_back("sized '" + name + "' for " + std::to_string(plan->instances_per_worker) +
+                          " " + plan->runtime_label +
+                          " instances per worker: " + std::to_string(plan->workers) + " workers, " +
+                          std::to_string(plan->instances) + " instances (" + plan->binding + ")");
+  }
+  for (const auto& w : plan->warnings)
+    out.notices.push_back("warning: " + w);
+
+  PlaceholderValues values = placeholder_values(*plan);
+  auto argv = substitute_placeholders(command, values);
+  if (!argv) return fail(argv.error());
+  out.argv = *argv;
+  for (const auto& e : env) {
+    if (export_env && e.starts_with("HOSTFIT_")) continue;  // ours replace inherited ones
+    out.env.push_back(e);
+  }
+  if (export_env) {
+    for (const auto& [key, value] : plan_environment(*plan)) {
+      // Runtime variables the user set on purpose win over the plan's.
+      const bool user_set = !key.starts_with("HOSTFIT_") &&
+                            std::any_of(env.begin(), env.end(), [&](const std::string& e) {
+                              return e.starts_with(key + "=");
+                            });
+      if (!user_set) out.env.push_back(key + "=" + value);
+    }
+    const CgroupDir* memory = group.dir_of("memory");
+    out.env.push_back("HOSTFIT_NAME=" + name);
+    out.env.push_back("HOSTFIT_CGROUP=" + (memory ? memory->cgroup : group.dirs[0].cgroup));
+    out.env.push_back("HOSTFIT_CPUSET=" + values.cpuset);
+    out.env.push_back("HOSTFIT_MEMS=" + values.mems);
+    out.env.push_back("HOSTFIT_MEMORY_LIMIT=" + values.memory_limit);
+  }
+  return out;
+}
+
 Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
                                  const WorkloadRequest& request, const SuperviseHooks& hooks) {
   if (auto st = validate_request(self, request); !st) return fail(st.error());
@@ -238,47 +283,19 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
   if (auto st = (*driver)->set_limits(run.group, limits); !st) {
     return fail(st.error().wrap("cannot limit cgroup '" + name + "'"));
   }
-  auto plan = make_plan(group_facts(self, limits, run.group), request.shape);
-  if (!plan) return fail(plan.error().wrap("cannot size '" + name + "'"));
-  run.sizing.plan = *plan;
+  auto prepared = prepare_command(self, run.group, limits, name, request.argv, request.env,
+                                  request.shape, request.export_env);
+  if (!prepared) return fail(prepared.error());
+  run.sizing.plan = prepared->plan;
   if (hooks.on_notice) {
-    if (plan->instances_per_worker > 0) {
-      hooks.on_notice("sized '" + name + "' for " + std::to_string(plan->instances_per_worker) +
-                      " " + plan->runtime_label +
-                      " instances per worker: " + std::to_string(plan->workers) + " workers, " +
-                      std::to_string(plan->instances) + " instances (" + plan->binding + ")");
-    }
-    for (const auto& w : plan->warnings)
-      hooks.on_notice("warning: " + w);
+    for (const auto& n : prepared->notices)
+      hooks.on_notice(n);
   }
-
-  PlaceholderValues values = placeholder_values(*plan);
-  auto argv = substitute_placeholders(request.argv, values);
-  if (!argv) return fail(argv.error());
-  run.argv = *argv;
+  run.argv = prepared->argv;
   SpawnSpec spec;
   spec.argv = run.argv;
   spec.stop_timeout = request.stop_timeout;
-  for (const auto& e : request.env) {
-    if (request.export_env && e.starts_with("HOSTFIT_")) continue;  // ours replace inherited ones
-    spec.env.push_back(e);
-  }
-  if (request.export_env) {
-    for (const auto& [key, value] : plan_environment(*plan)) {
-      // Runtime variables the user set on purpose win over the plan's.
-      const bool user_set =
-          !key.starts_with("HOSTFIT_") &&
-          std::any_of(request.env.begin(), request.env.end(),
-                      [&](const std::string& e) { return e.starts_with(key + "="); });
-      if (!user_set) spec.env.push_back(key + "=" + value);
-    }
-    const CgroupDir* memory = run.group.dir_of("memory");
-    spec.env.push_back("HOSTFIT_NAME=" + name);
-    spec.env.push_back("HOSTFIT_CGROUP=" + (memory ? memory->cgroup : run.group.dirs[0].cgroup));
-    spec.env.push_back("HOSTFIT_CPUSET=" + values.cpuset);
-    spec.env.push_back("HOSTFIT_MEMS=" + values.mems);
-    spec.env.push_back("HOSTFIT_MEMORY_LIMIT=" + values.memory_limit);
-  }
+  spec.env = std::move(prepared->env);
   auto record = supervise(root, **driver, run.group, spec, hooks);
   if (!record) return fail(record.error());
   run.record = std::move(*record);

@@ -1,0 +1,22 @@
+// Small pieces of HTTP text handling shared by the server, the router and the client.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace hostfit::api {
+
+// "%2F" -> "/"; with plus_is_space, "+" -> " " (query strings). nullopt for a bad escape.
+std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space = false);
+// "a=1&b=x%20y&flag" -> {"a":"1","b":"x y","flag":""}. nullopt when an escape is bad.
+std::optional<std::map<std::string, std::string>> parse_query(std::string_view query);
+// The value of cookie `name` in a Cookie header ("a=b; hostfit_token=XYZ"), nullopt when absent.
+std::optional<std::string> cookie_value(std::string_view header, std::string_view name);
+// The token of "Bearer TOKEN" (scheme case-insensitive), nullopt for any other scheme.
+std::optional<std::string> bearer_token(std::string_view header);
+// Equal contents, in a time that depends only on the lengths, not on where they differ.
+bool equal_constant_time(std::string_view a, std::string_view b);
+
+}  // namespace hostfit::api

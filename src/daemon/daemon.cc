@@ -1,0 +1,907 @@
+// Workload runs on the loop: start, watch, stop, classify, restart, and adoption after a restart.
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <set>
+
+#include "daemon_impl.h"
+
+namespace hostfit {
+namespace {
+
+using nlohmann::json;
+
+// The kernel sends SIGKILL before it counts the kill: how long to re-read the counter after a
+// main process died of SIGKILL with no rise yet (the same grace `hostfit run` gives).
+constexpr auto kCounterGrace = std::chrono::milliseconds(100);
+constexpr auto kRecheckEvery = std::chrono::milliseconds(2);
+constexpr auto kRecheckWindow = std::chrono::milliseconds(250);
+constexpr auto kMaxBackoff = std::chrono::milliseconds(60'000);
+constexpr int64_t kPeriodUs = 100000;
+
+int sys_pidfd_open(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+int sys_pidfd_send_signal(int pidfd, int sig) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+std::string now_utc() {
+  return format_utc(std::chrono::system_clock::now());
+}
+
+std::chrono::system_clock::time_point parse_utc(const std::string& text) {
+  std::tm tm{};
+  int ms = 0;
+  if (std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) < 6) {
+    return std::chrono::system_clock::now();
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return std::chrono::system_clock::from_time_t(::timegm(&tm)) + std::chrono::milliseconds(ms);
+}
+
+std::optional<OomCounters> counters_of(CgroupDriver& driver, const Cgroup& group) {
+  auto c = driver.oom_counters(group);
+  return c ? std::optional<OomCounters>(*c) : std::nullopt;
+}
+
+// Field 22 of /proc/PID/stat (starttime, in clock ticks since boot): with the pid, it names one
+// process for good, as a pid alone does not after reuse.
+std::optional<int64_t> start_ticks(const Sysroot& root, pid_t pid) {
+  auto text = root.read("/proc/" + std::to_string(pid) + "/stat");
+  if (!text) return std::nullopt;
+  const auto close = text->rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  const auto fields = split_whitespace(std::string_view(*text).substr(close + 1));
+  // fields[0] is field 3 (state); starttime is field 22.
+  if (fields.size() < 20) return std::nullopt;
+  auto v = parse_u64(fields[19]);
+  return v ? std::optional<int64_t>(static_cast<int64_t>(*v)) : std::nullopt;
+}
+
+struct Credentials {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string home = "/";
+};
+
+// Looked up at each start, so a user made after the workload was defined still works.
+Result<Credentials> credentials_of(const std::string& user) {
+  passwd pw{}, *found = nullptr;
+  std::vector<char> buf(16384);
+  int rc = ::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found);
+  if (!found) {
+    if (auto uid = parse_u64(user); uid && *uid < (uint64_t{1} << 31)) {
+      rc = ::getpwuid_r(static_cast<uid_t>(*uid), &pw, buf.data(), buf.size(), &found);
+      if (!found) return Credentials{static_cast<uid_t>(*uid), static_cast<gid_t>(*uid), "/"};
+    }
+  }
+  if (!found) {
+    return fail(ErrorKind::kNotFound, "no user '" + user + "' on this host" +
+                                          (rc ? std::string(": ") + std::strerror(rc) : ""));
+  }
+  return Credentials{pw.pw_uid, pw.pw_gid, pw.pw_dir ? pw.pw_dir : "/"};
+}
+
+}  // namespace
+
+const char* to_string(Phase phase) {
+  switch (phase) {
+    case Phase::kStopped:
+      return "STOPPED";
+    case Phase::kStarting:
+      return "STARTING";
+    case Phase::kRunning:
+      return "RUNNING";
+    case Phase::kStopping:
+      return "STOPPING";
+    case Phase::kBackoff:
+      return "BACKOFF";
+  }
+  return "STOPPED";
+}
+
+void log_line(const std::string& line) {
+  std::cerr << "hostfit daemon: " << line << std::endl;
+}
+
+json cgroup_to_json(const Cgroup& group) {
+  json dirs = json::array();
+  for (const auto& d : group.dirs) {
+    dirs.push_back({{"hierarchy", d.hierarchy},
+                    {"controllers", d.controllers},
+                    {"cgroup", d.cgroup},
+                    {"dir", d.dir},
+                    {"v2", d.v2}});
+  }
+  return dirs;
+}
+
+std::optional<Cgroup> cgroup_from_json(const std::string& name, const std::string& text) {
+  const json j = json::parse(text, nullptr, false);
+  if (!j.is_array() || j.empty()) return std::nullopt;
+  Cgroup g;
+  g.name = name;
+  try {
+    for (const auto& d : j) {
+      g.dirs.push_back({d.at("hierarchy").get<std::string>(),
+                        d.at("controllers").get<std::vector<std::string>>(),
+                        d.at("cgroup").get<std::string>(), d.at("dir").get<std::string>(),
+                        d.at("v2").get<bool>()});
+    }
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+  return g;
+}
+
+void take_sample(const Sysroot& root, const Cgroup& group, std::deque<Sample>& samples) {
+  const CgroupDir* memory = group.dir_of("memory");
+  if (!memory) return;
+  auto m = read_breakdown(root, memory->dir, memory->v2);
+  if (!m) return;
+  samples.push_back({std::chrono::system_clock::now(), *m});
+  while (samples.size() > kMaxSamples)
+    samples.pop_front();
+}
+
+std::filesystem::path Daemon::Impl::log_path(const std::string& name, const char* stream) const {
+  return options.state_dir / "logs" / (name + "." + stream);
+}
+
+Result<int64_t> Daemon::Impl::event(const std::string& type, const std::string& workload,
+                                    const std::string& message, json data) {
+  log_line(type + (workload.empty() ? "" : " " + workload) + ": " + message);
+  EventRow row;
+  row.type = type;
+  row.workload = workload;
+  row.message = message;
+  row.data = data.dump(-1, ' ', false, json::error_handler_t::replace);
+  return store->append_event(row);
+}
+
+void Daemon::Impl::publish() {
+  if (polls.empty()) return;
+  auto polls_now = std::move(polls);
+  polls.clear();
+  for (auto& p : polls_now) {
+    auto events = store->events_since(p->since);
+    if (!events || events->empty()) {
+      polls.push_back(p);
+      continue;
+    }
+    p->timer->cancel();
+    json list = json::array();
+    for (const auto& e : *events)
+      list.push_back(to_json(e));
+    p->reply(api::json(200, {{"events", list}, {"next", events->back().seq}}));
+  }
+}
+
+Result<Placement> Daemon::Impl::place_for(const WorkloadSpec& spec) {
+  auto held = store->holds();
+  if (!held) return fail(held.error());
+  Ledger ledger;
+  for (const auto& h : *held) {
+    auto cpus = CpuSet::parse_list(h.cpus);
+    auto mems = CpuSet::parse_list(h.mems);
+    if (cpus && mems) (void)ledger.hold(h.owner, *cpus, *mems);
+  }
+  PlacementRequest request;
+  request.cpus = static_cast<int>(std::ceil(*spec.cpus - 1e-9));
+  request.policy = *spec.placement;
+  request.nodes = spec.placement_nodes;
+  request.allowed_mems = placeable_mems(self);
+  auto placed = engine->place(placeable_cpus(self), ledger, request);
+  if (!placed) return fail(placed.error().wrap("cannot place '" + spec.name + "'"));
+  return placed;
+}
+
+void Daemon::Impl::start(const std::shared_ptr<Workload>& w) {
+  if (w->phase != Phase::kStopped && w->phase != Phase::kBackoff) return;
+  w->restart_timer.cancel();
+  ++w->generation;
+  w->phase = Phase::kStarting;
+  w->stopping = w->escalated = false;
+  w->exit_seen.reset();
+  w->oom = OomTracker{};
+  w->is_child = true;
+  const WorkloadSpec& spec = w->spec;
+  RunRow run;
+  run.workload = spec.name;
+  run.state = "STARTING";
+  run.started_at = now_utc();
+  run.memory_limit_bytes =
+      spec.memory_max_bytes ? std::optional<int64_t>(static_cast<int64_t>(*spec.memory_max_bytes))
+                            : std::nullopt;
+  w->run = run;
+
+  auto group = driver->create(spec.name);
+  if (!group) return record_failed_start(w, group.error().message);
+  w->group = *group;
+  w->run->cgroup = cgroup_to_json(*group).dump();
+  CgroupLimits limits;
+  if (spec.cpus) {
+    limits.cpu_period_us = kPeriodUs;
+    limits.cpu_quota_us = std::llround(*spec.cpus * kPeriodUs);
+  }
+  limits.cpus = spec.cpuset;
+  std::optional<Placement> placed;
+  if (spec.placement) {
+    auto p = place_for(spec);
+    if (!p) return record_failed_start(w, p.error().message);
+    placed = *p;
+    limits.cpus = p->cpus;
+    if (!p->mems.empty()) limits.mems = p->mems;
+  }
+  limits.memory_max_bytes = spec.memory_max_bytes;
+  limits.pids_max = spec.pids_max;
+  if (auto st = driver->set_limits(*group, limits); !st) {
+    return record_failed_start(w, st.error().wrap("cannot limit its cgroup").message);
+  }
+  Credentials creds;
+  if (!spec.user.empty()) {
+    auto c = credentials_of(spec.user);
+    if (!c) return record_failed_start(w, c.error().message);
+    creds = *c;
+  }
+  std::vector<std::string> env = {
+      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + creds.home};
+  for (const auto& [k, v] : spec.env)
+    env.push_back(k + "=" + v);
+  auto prepared = prepare_command(self, *group, limits, spec.name, spec.argv, env, {}, true);
+  if (!prepared) return record_failed_start(w, prepared.error().message);
+
+  w->oom.baseline = counters_of(*driver, *group);
+  w->oom.seen_kills = w->oom.baseline ? w->oom.baseline->oom_kill : 0;
+  w->run->oom_kill_baseline = static_cast<int64_t>(w->oom.seen_kills);
+  // The hold and the run are on record before the process exists: a daemon killed in between
+  // finds a STARTING run and cleans its group up.
+  auto recorded = store->transaction([&](Store& s) -> Status {
+    if (placed) {
+      if (auto st = s.hold({spec.name, placed->cpus.to_list(), placed->mems.to_list()}); !st) {
+        return st;
+      }
+    }
+    auto id = s.insert_run(*w->run);
+    if (!id) return fail(id.error());
+    w->run->id = *id;
+    return {};
+  });
+  if (!recorded) return record_failed_start(w, recorded.error().message);
+
+  SpawnSpec spawn;
+  spawn.argv = prepared->argv;
+  spawn.env = prepared->env;
+  spawn.stop_timeout = spec.stop_timeout;
+  std::error_code ec;
+  std::filesystem::create_directories(options.state_dir / "logs", ec);
+  spawn.stdout_path = log_path(spec.name, "out");
+  spawn.stderr_path = log_path(spec.name, "err");
+  if (!spec.user.empty()) {
+    spawn.uid = creds.uid;
+    spawn.gid = creds.gid;
+  }
+  const CgroupDir* memory = group->dir_of("memory");
+  w->oom.kmsg = std::make_unique<KernelLogReader>(root, "/dev/kmsg", memory ? memory->cgroup : "");
+  auto spawned = spawn_in_group(*driver, *group, spawn);
+  if (!spawned) return record_failed_start(w, spawned.error().message);
+  if (spawned->exec_errno != 0) {
+    return record_failed_start(
+        w, spawned->failure + (spawned->exec_errno == ENOENT ? " (check argv and PATH)" : ""));
+  }
+  w->pid = spawned->pid;
+  w->pidfd = std::make_unique<asio::posix::stream_descriptor>(io, spawned->pidfd);
+  w->run->pid = spawned->pid;
+  w->run->pid_start_ticks = start_ticks(root, spawned->pid);
+  w->run->state = "RUNNING";
+  w->phase = Phase::kRunning;
+  (void)store->transaction([&](Store& s) -> Status {
+    if (auto st = s.finish_run(*w->run); !st) return st;
+    if (auto st = s.set_wanted(spec.name, w->wanted, w->restarts); !st) return st;
+    auto e = event("run.started", spec.name,
+                   "'" + spec.name + "' started: pid " + std::to_string(w->pid) +
+                       (placed ? ", CPUs " + placed->cpus.to_list() : ""),
+                   {{"pid", w->pid}, {"run", w->run->id}});
+    return e ? Status{} : fail(e.error());
+  });
+  arm_pidfd(w);
+  arm_oom(w);
+  if (spec.cache_limit_bytes) {
+    if (auto cg = cache_group_of(root, *group)) {
+      auto c = CacheController::open(root, *cg, {.limit_bytes = spec.cache_limit_bytes});
+      if (c) w->cache = std::move(*c);
+    }
+  }
+  arm_samples(w);
+  publish();
+}
+
+void Daemon::Impl::record_failed_start(const std::shared_ptr<Workload>& w,
+                                       const std::string& message) {
+  w->run->state = "FAILED";
+  w->run->verdict = "FAILED";
+  w->run->message = message;
+  w->run->ended_at = now_utc();
+  finish_run(w);
+}
+
+void Daemon::Impl::arm_pidfd(const std::shared_ptr<Workload>& w) {
+  const uint64_t generation = w->generation;
+  w->pidfd->async_wait(asio::posix::stream_descriptor::wait_read,
+                       [this, w, generation](const boost::system::error_code& ec) {
+                         if (ec || w->generation != generation) return;
+                         on_main_exit(w, generation);
+                       });
+}
+
+void Daemon::Impl::arm_oom(const std::shared_ptr<Workload>& w) {
+  if (!w->oom.fd) {
+    auto watch = driver->watch_oom(*w->group);
+    if (!watch) return;
+    w->oom.watch = std::move(*watch);
+    const int fd = ::fcntl(w->oom.watch->fd(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return;
+    w->oom.fd = std::make_unique<asio::posix::stream_descriptor>(io, fd);
+  }
+  const uint64_t generation = w->generation;
+  w->oom.fd->async_wait(asio::posix::stream_descriptor::wait_read,
+                        [this, w, generation](const boost::system::error_code& ec) {
+                          if (ec || w->generation != generation) return;
+                          w->oom.watch->drain();
+                          // v1 wakes when the group enters OOM, before the victim is counted.
+                          w->oom.recheck_until = Steady::now() + kRecheckWindow;
+                          check_oom(w, generation);
+                          arm_oom(w);
+                        });
+}
+
+// Kills the counters show that the main process's exit will not account for: another process
+// of the workload died, and the run goes on.
+void Daemon::Impl::check_oom(const std::shared_ptr<Workload>& w, uint64_t generation) {
+  if (w->generation != generation || !w->group || w->exit_seen) return;
+  auto counters = counters_of(*driver, *w->group);
+  if (counters && counters->oom_kill > w->oom.seen_kills) {
+    w->oom.recheck_until.reset();
+    const uint64_t new_kills = counters->oom_kill - w->oom.seen_kills;
+    w->oom.seen_kills = counters->oom_kill;
+    uint64_t named = 0;
+    for (const auto& k : w->oom.kmsg ? w->oom.kmsg->read_kills() : std::vector<KernelOomKill>{}) {
+      ++named;
+      if (k.pid == w->pid) {
+        w->oom.main_victim_logged = true;
+        continue;  // the verdict comes with the exit
+      }
+      ++w->oom.other_kills;
+      const std::string line = oom_event_line(w->spec.name, OomEvent{k.pid, k.comm, k.time_us});
+      (void)event("oom.kill", w->spec.name, line,
+                  {{"pid", k.pid}, {"comm", k.comm}, {"main", false}, {"run", w->run->id}});
+    }
+    // Kills the log did not name while the main process lives on were of other processes.
+    pollfd p{w->pidfd->native_handle(), POLLIN, 0};
+    const bool main_alive = ::poll(&p, 1, 0) == 0;
+    for (uint64_t i = named; i < new_kills && main_alive; ++i) {
+      ++w->oom.other_kills;
+      (void)event("oom.kill", w->spec.name, oom_event_line(w->spec.name, OomEvent{}),
+                  {{"pid", nullptr}, {"main", false}, {"run", w->run->id}});
+    }
+    publish();
+    return;
+  }
+  if (w->oom.recheck_until && Steady::now() < *w->oom.recheck_until) {
+    w->recheck_timer.expires_after(kRecheckEvery);
+    w->recheck_timer.async_wait([this, w, generation](const boost::system::error_code& ec) {
+      if (!ec) check_oom(w, generation);
+    });
+  }
+}
+
+void Daemon::Impl::arm_samples(const std::shared_ptr<Workload>& w) {
+  const uint64_t generation = w->generation;
+  if (w->cache) {
+    (void)w->cache->tick();
+  } else if (w->group) {
+    take_sample(root, *w->group, w->samples);
+  }
+  if (w->cache && w->cache->last()) {
+    w->samples.push_back({std::chrono::system_clock::now(), *w->cache->last()});
+    while (w->samples.size() > kMaxSamples)
+      w->samples.pop_front();
+  }
+  // The cache controller needs its own pace (50 ms by default); samples for people, one a second.
+  const auto every = w->cache ? w->cache->options().interval : options.sample_interval;
+  w->sample_timer.expires_after(every);
+  w->sample_timer.async_wait([this, w, generation](const boost::system::error_code& ec) {
+    if (ec || w->generation != generation || w->phase == Phase::kStopped) return;
+    if (w->cache) {
+      (void)w->cache->tick();
+      return arm_samples(w);
+    }
+    arm_samples(w);
+  });
+}
+
+void Daemon::Impl::on_main_exit(const std::shared_ptr<Workload>& w, uint64_t generation) {
+  if (!w->exit_seen) {
+    if (w->is_child) {
+      siginfo_t info{};
+      int rc;
+      do {
+        rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(w->pidfd->native_handle()),
+                      &info, WEXITED | WNOHANG);
+      } while (rc != 0 && errno == EINTR);
+      if (rc == 0 && info.si_pid == 0) return arm_pidfd(w);  // not ended after all
+      w->exit_info = info;
+    }
+    w->exit_seen = Steady::now();
+  }
+  auto counters = counters_of(*driver, *w->group);
+  if (w->is_child &&
+      oom_count_pending(w->exit_info.si_code, w->exit_info.si_status, w->oom.baseline, counters,
+                        w->oom.other_kills) &&
+      Steady::now() - *w->exit_seen < kCounterGrace) {
+    w->exit_timer.expires_after(kRecheckEvery);
+    w->exit_timer.async_wait([this, w, generation](const boost::system::error_code& ec) {
+      if (!ec && w->generation == generation) on_main_exit(w, generation);
+    });
+    return;
+  }
+
+  RunRecord rec;
+  rec.pid = w->pid;
+  rec.started_at = parse_utc(w->run->started_at);
+  rec.ended_at = std::chrono::system_clock::now();
+  rec.memory_limit_bytes = w->spec.memory_max_bytes;
+  for (const auto& k : w->oom.kmsg ? w->oom.kmsg->read_kills() : std::vector<KernelOomKill>{}) {
+    if (k.pid == w->pid) {
+      w->oom.main_victim_logged = true;
+    } else {
+      ++w->oom.other_kills;
+      (void)event("oom.kill", w->spec.name,
+                  oom_event_line(w->spec.name, OomEvent{k.pid, k.comm, k.time_us}),
+                  {{"pid", k.pid}, {"comm", k.comm}, {"main", false}, {"run", w->run->id}});
+    }
+  }
+  if (w->is_child) {
+    classify_exit(rec, w->exit_info.si_code, w->exit_info.si_status, w->oom.baseline, counters,
+                  w->oom.other_kills, w->escalated);
+  } else if (counters && w->oom.baseline &&
+             counters->oom_kill - w->oom.baseline->oom_kill > w->oom.other_kills) {
+    // Adopted: not our child, so no exit status; the group's counter still tells an OOM kill.
+    classify_exit(rec, CLD_KILLED, SIGKILL, w->oom.baseline, counters, w->oom.other_kills, false);
+  } else {
+    rec.state = RunState::kExited;
+  }
+  if (auto usage = driver->usage(*w->group)) rec.memory_peak_bytes = usage->memory_peak_bytes;
+  WorkloadRun view;
+  view.record = rec;
+  view.group = *w->group;
+  view.stop_timeout_s = std::chrono::duration<double>(w->spec.stop_timeout).count();
+  RunRow& run = *w->run;
+  run.state = to_string(rec.state);
+  run.reason = to_string(rec.reason);
+  run.verdict = rec.state_text();
+  run.message = verdict_line(view);
+  if (!w->is_child && rec.reason != KillReason::kOom) {
+    // An adopted process that ended while hostfit was away or not its parent.
+    run.reason = "UNKNOWN";
+    run.verdict = "EXITED(?)";
+    run.message = "'" + w->spec.name +
+                  "' ended; its exit status is unknown (it was adopted after a daemon restart, "
+                  "and only a parent can read it); not by the OOM killer (oom_kill counter "
+                  "unchanged)";
+  } else if (rec.state == RunState::kExited) {
+    run.exit_code = rec.exit_code;
+  }
+  if (rec.signal) run.signal = rec.signal;
+  if (rec.memory_peak_bytes) run.memory_peak_bytes = static_cast<int64_t>(*rec.memory_peak_bytes);
+  if (w->cache) run.cache_peak_bytes = static_cast<int64_t>(w->cache->peaks().file_bytes);
+  run.oom_kills = static_cast<int64_t>(rec.oom_kills);
+  run.ended_at = format_utc(rec.ended_at);
+  if (rec.reason == KillReason::kOom) {
+    (void)event("oom.kill", w->spec.name, run.message,
+                {{"pid", w->pid}, {"main", true}, {"run", run.id}, {"evidence", rec.oom_evidence}});
+  }
+  finish_run(w);
+}
+
+// Records the verdict (or a failed start), releases the hold in the same transaction, removes
+// the group and decides about a restart.
+void Daemon::Impl::finish_run(const std::shared_ptr<Workload>& w) {
+  RunRow& run = *w->run;
+  const bool success = run.state == "EXITED" && run.exit_code && *run.exit_code == 0;
+  const bool policy_says = w->spec.restart == RestartPolicy::kAlways ||
+                           (w->spec.restart == RestartPolicy::kOnFailure && !success);
+  const bool restart = w->wanted && !w->stopping && !w->deleted && policy_says &&
+                       w->restarts < w->spec.restart_limit;
+  if (!restart && !w->restart_after_stop) w->wanted = false;
+  json data = {{"run", run.id},
+               {"state", run.state},
+               {"reason", run.reason},
+               {"verdict", run.verdict},
+               {"exit_code", run.exit_code ? json(*run.exit_code) : json(nullptr)},
+               {"signal", run.signal ? json(*run.signal) : json(nullptr)},
+               {"restart", restart}};
+  const auto recorded = store->transaction([&](Store& s) -> Status {
+    if (run.id == 0) {
+      auto id = s.insert_run(run);
+      if (!id) return fail(id.error());
+      run.id = *id;
+      data["run"] = run.id;
+    }
+    if (auto st = s.finish_run(run); !st) return st;
+    if (auto st = s.release_hold(w->spec.name); !st) return st;
+    if (auto st = s.set_wanted(w->spec.name, w->wanted, w->restarts); !st) return st;
+    auto e = event("run.ended", w->spec.name, run.message, data);
+    return e ? Status{} : fail(e.error());
+  });
+  if (!recorded)
+    log_line("cannot record the end of '" + w->spec.name + "': " + recorded.error().message);
+
+  ++w->generation;  // handlers of this run do nothing from here on
+  for (auto* t : {&w->stop_timer, &w->recheck_timer, &w->sample_timer, &w->exit_timer})
+    t->cancel();
+  if (w->pidfd) w->pidfd->close();
+  w->pidfd.reset();
+  if (w->oom.fd) w->oom.fd->close();
+  w->oom = OomTracker{};
+  if (w->cache) (void)w->cache->stop();
+  w->cache.reset();
+  if (w->group) (void)driver->remove(*w->group);
+  w->group.reset();
+  w->pid = 0;
+  w->phase = Phase::kStopped;
+  publish();
+
+  auto replies = std::move(w->on_ended);
+  w->on_ended.clear();
+  if (w->delete_after_stop) {
+    (void)remove_workload(w->spec.name);
+  } else if (w->restart_after_stop) {
+    w->restart_after_stop = false;
+    w->wanted = true;
+    w->restarts = 0;
+    start(w);
+  } else if (restart) {
+    schedule_restart(w);
+  }
+  for (auto& reply : replies)
+    reply(api::json(200, workload_json(*w)));
+}
+
+void Daemon::Impl::schedule_restart(const std::shared_ptr<Workload>& w) {
+  auto delay = w->spec.restart_backoff;
+  for (int64_t i = 0; i < w->restarts && delay < kMaxBackoff; ++i)
+    delay *= 2;
+  delay = std::min(delay, kMaxBackoff);
+  w->phase = Phase::kBackoff;
+  (void)event("run.restart_scheduled", w->spec.name,
+              "'" + w->spec.name + "' restarts in " + std::to_string(delay.count()) +
+                  " ms (restart " + std::to_string(w->restarts + 1) + " of " +
+                  std::to_string(w->spec.restart_limit) + ")",
+              {{"delay_ms", delay.count()}, {"restart", w->restarts + 1}});
+  publish();
+  w->restart_timer.expires_after(delay);
+  w->restart_timer.async_wait([this, w](const boost::system::error_code& ec) {
+    if (ec || w->phase != Phase::kBackoff || w->deleted) return;
+    ++w->restarts;
+    w->phase = Phase::kStopped;
+    start(w);
+  });
+}
+
+void Daemon::Impl::stop(const std::shared_ptr<Workload>& w, bool force) {
+  w->wanted = false;
+  (void)store->set_wanted(w->spec.name, false, w->restarts);
+  if (w->phase == Phase::kBackoff) {
+    w->restart_timer.cancel();
+    w->phase = Phase::kStopped;
+    return;
+  }
+  if (w->phase != Phase::kRunning && w->phase != Phase::kStopping) return;
+  const bool first = !w->stopping;
+  w->stopping = true;
+  w->phase = Phase::kStopping;
+  const int fd = w->pidfd->native_handle();
+  const auto kill_all = [this, w, fd] {
+    w->escalated = true;
+    (void)sys_pidfd_send_signal(fd, SIGKILL);
+    for (pid_t p : driver->processes(*w->group).value_or(std::vector<pid_t>{}))
+      ::kill(p, SIGKILL);
+  };
+  if (force || w->spec.stop_timeout.count() == 0) return kill_all();
+  if (!first) return;
+  (void)sys_pidfd_send_signal(fd, SIGTERM);
+  const uint64_t generation = w->generation;
+  w->stop_timer.expires_after(w->spec.stop_timeout);
+  w->stop_timer.async_wait([w, generation, kill_all](const boost::system::error_code& ec) {
+    if (!ec && w->generation == generation) kill_all();
+  });
+}
+
+// A run the previous daemon left open: adopt it when its main process still lives (same pid,
+// same start time, still in the group), else record how it ended from the group's counters.
+Status Daemon::Impl::adopt_or_close(const RunRow& open_run) {
+  auto it = workloads.find(open_run.workload);
+  if (it == workloads.end()) return {};
+  auto w = it->second;
+  w->run = open_run;
+  w->group = cgroup_from_json(open_run.workload, open_run.cgroup);
+  w->oom = OomTracker{};
+  OomCounters base;
+  base.oom_kill = static_cast<uint64_t>(open_run.oom_kill_baseline);
+  w->oom.baseline = base;
+  w->oom.seen_kills = base.oom_kill;
+  w->is_child = false;
+  ++w->generation;
+  if (!w->group) {
+    w->run->state = "FAILED";
+    w->run->verdict = "FAILED";
+    w->run->message = "its cgroup was not recorded; hostfit stopped while starting it";
+    w->run->ended_at = now_utc();
+    finish_run(w);
+    return {};
+  }
+  int fd = -1;
+  bool alive = false;
+  if (open_run.state == "RUNNING" && open_run.pid && open_run.pid_start_ticks) {
+    const pid_t pid = static_cast<pid_t>(*open_run.pid);
+    fd = sys_pidfd_open(pid);
+    const auto procs = driver->processes(*w->group).value_or(std::vector<pid_t>{});
+    alive = fd >= 0 && start_ticks(root, pid) == open_run.pid_start_ticks &&
+            std::find(procs.begin(), procs.end(), pid) != procs.end();
+    if (alive) w->pid = pid;
+  }
+  if (!alive) {
+    if (fd >= 0) ::close(fd);
+    if (open_run.state == "STARTING") {
+      (void)driver->remove(*w->group);
+      w->run->state = "FAILED";
+      w->run->verdict = "FAILED";
+      w->run->message = "hostfit stopped while starting '" + open_run.workload + "'";
+      w->run->ended_at = now_utc();
+      finish_run(w);
+      return {};
+    }
+    // Ended while no daemon watched: the counters kept the truth.
+    w->pid = static_cast<pid_t>(open_run.pid.value_or(0));
+    w->exit_seen = Steady::now();
+    on_main_exit(w, w->generation);
+    return {};
+  }
+  w->pidfd = std::make_unique<asio::posix::stream_descriptor>(io, fd);
+  w->phase = Phase::kRunning;
+  const CgroupDir* memory = w->group->dir_of("memory");
+  w->oom.kmsg = std::make_unique<KernelLogReader>(root, "/dev/kmsg", memory ? memory->cgroup : "");
+  // Kills counted while no daemon watched, with the main process alive, were of others.
+  if (auto now = counters_of(*driver, *w->group); now && now->oom_kill > base.oom_kill) {
+    w->oom.other_kills = now->oom_kill - base.oom_kill;
+    w->oom.seen_kills = now->oom_kill;
+  }
+  (void)event("run.adopted", w->spec.name,
+              "'" + w->spec.name + "' adopted: pid " + std::to_string(w->pid) + " still runs",
+              {{"pid", w->pid}, {"run", open_run.id}});
+  arm_pidfd(w);
+  arm_oom(w);
+  if (w->spec.cache_limit_bytes) {
+    if (auto cg = cache_group_of(root, *w->group)) {
+      auto c = CacheController::open(root, *cg, {.limit_bytes = w->spec.cache_limit_bytes});
+      if (c) w->cache = std::move(*c);
+    }
+  }
+  arm_samples(w);
+  // If it ended between the checks above and the watch, the pidfd is readable already.
+  return {};
+}
+
+Status Daemon::Impl::create_workload(const WorkloadSpec& spec, const std::string& source,
+                                     bool start_now) {
+  auto w = std::make_shared<Workload>(io);
+  w->spec = spec;
+  w->source = source;
+  w->wanted = start_now;
+  auto recorded = store->transaction([&](Store& s) -> Status {
+    if (auto st = s.put_workload({spec.name, to_json(spec).dump(), source, start_now, 0, ""});
+        !st) {
+      return st;
+    }
+    auto e = event("workload.created", spec.name, "'" + spec.name + "' created from " + source,
+                   {{"source", source}});
+    return e ? Status{} : fail(e.error());
+  });
+  if (!recorded) return recorded;
+  workloads[spec.name] = w;
+  publish();
+  if (start_now) start(w);
+  return {};
+}
+
+Status Daemon::Impl::remove_workload(const std::string& name) {
+  auto it = workloads.find(name);
+  if (it == workloads.end()) return {};
+  auto w = it->second;
+  w->deleted = true;
+  w->restart_timer.cancel();
+  auto recorded = store->transaction([&](Store& s) -> Status {
+    if (auto st = s.delete_workload(name); !st) return st;
+    if (auto st = s.release_hold(name); !st) return st;
+    auto e = event("workload.deleted", name, "'" + name + "' deleted");
+    return e ? Status{} : fail(e.error());
+  });
+  if (!recorded) return recorded;
+  workloads.erase(it);
+  publish();
+  return {};
+}
+
+std::vector<ConfigError> Daemon::Impl::load_config(bool initial) {
+  if (options.config_dir.empty()) return {};
+  ConfigLoad load = load_config_dir(options.config_dir);
+  for (const auto& e : load.errors) {
+    (void)event("config.error", "",
+                e.file + (e.line ? ":" + std::to_string(e.line) : "") + ": " + e.message,
+                {{"file", e.file}, {"line", e.line}});
+  }
+  std::set<std::string> named;
+  for (auto& [file, spec] : load.workloads) {
+    named.insert(spec.name);
+    auto it = workloads.find(spec.name);
+    if (it == workloads.end()) {
+      if (auto st = create_workload(spec, file, spec.autostart); !st) {
+        load.errors.push_back({file, 0, st.error().message});
+      }
+      continue;
+    }
+    auto& w = it->second;
+    if (to_json(w->spec) != to_json(spec) || w->source != file) {
+      // A changed spec applies from the next start; the running process is left alone.
+      w->spec = spec;
+      w->source = file;
+      (void)store->put_workload(
+          {spec.name, to_json(spec).dump(), file, w->wanted, w->restarts, ""});
+      (void)event("workload.updated", spec.name, "'" + spec.name + "' changed in " + file);
+    }
+  }
+  // A config workload whose file is gone goes too (stopped first, when it runs). Errors in a
+  // file keep the workload it defined: a typo must not stop a service.
+  std::set<std::string> errored;
+  for (const auto& e : load.errors)
+    errored.insert(e.file);
+  std::vector<std::shared_ptr<Workload>> gone;
+  for (auto& [name, w] : workloads) {
+    if (w->source == "api" || named.contains(name) || errored.contains(w->source)) continue;
+    if (!initial || w->phase == Phase::kStopped) gone.push_back(w);
+  }
+  for (auto& w : gone) {
+    if (w->phase == Phase::kRunning || w->phase == Phase::kStopping) {
+      w->delete_after_stop = true;
+      stop(w, false);
+    } else {
+      (void)remove_workload(w->spec.name);
+    }
+  }
+  publish();
+  return load.errors;
+}
+
+Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Daemon::~Daemon() {
+  shutdown();
+}
+
+Result<std::unique_ptr<Daemon>> Daemon::open(asio::io_context& io, DaemonOptions options) {
+  auto impl = std::make_unique<Impl>(io, std::move(options));
+  Impl& d = *impl;
+  d.self = probe_host(d.root, ProbeTarget::self());
+  auto driver = open_cgroup_driver(d.root, d.self.cgroup, {.parent = d.options.cgroup_parent});
+  if (!driver) return fail(driver.error());
+  d.driver = std::move(*driver);
+  auto store = Store::open(d.options.state_dir / "hostfit.db");
+  if (!store) return fail(store.error());
+  d.store = std::move(*store);
+  d.engine = std::make_unique<PlacementEngine>(d.self.topology);
+
+  auto rows = d.store->workloads();
+  if (!rows) return fail(rows.error());
+  for (const auto& row : *rows) {
+    auto spec = parse_workload_spec(nlohmann::json::parse(row.spec, nullptr, false));
+    if (!spec) {
+      log_line("workload '" + row.name +
+               "' in the store is not valid any more: " + spec.error().message);
+      continue;
+    }
+    auto w = std::make_shared<Workload>(io);
+    w->spec = *spec;
+    w->source = row.source;
+    w->wanted = row.wanted;
+    w->restarts = row.restarts;
+    d.workloads[row.name] = w;
+  }
+  // Adopt before prepare(): prepare sweeps empty groups, and an ended run's group still holds
+  // the counters its verdict needs.
+  auto open_runs = d.store->open_runs();
+  if (!open_runs) return fail(open_runs.error());
+  for (const auto& run : *open_runs) {
+    if (auto st = d.adopt_or_close(run); !st) return fail(st.error());
+  }
+  auto swept = d.driver->prepare();
+  if (!swept) return fail(swept.error());
+  // Holds of workloads that are not running (left by a crash between steps) are stale.
+  if (auto holds = d.store->holds()) {
+    for (const auto& h : *holds) {
+      auto it = d.workloads.find(h.owner);
+      if (it != d.workloads.end() && it->second->phase == Phase::kStopped) {
+        (void)d.store->release_hold(h.owner);
+      }
+    }
+  }
+  if (auto rows = d.store->attachments()) {
+    for (const auto& row : *rows) {
+      if (auto a = d.attach(row, false); !a) {
+        (void)d.store->delete_attachment(row.name);
+        (void)d.event("attachment.detached", row.name,
+                      "'" + row.name + "' detached: " + a.error().message,
+                      {{"cgroup", row.cgroup}});
+      }
+    }
+  }
+  d.load_config(true);
+  for (auto& [name, w] : d.workloads) {
+    if (w->wanted && w->phase == Phase::kStopped) d.start(w);
+  }
+  d.publish();
+  return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
+}
+
+void Daemon::add_routes(api::Router& router) {
+  impl_->add_routes(router);
+}
+void Daemon::set_server(const api::Server* server) {
+  impl_->server = server;
+}
+std::vector<ConfigError> Daemon::reload() {
+  return impl_->load_config(false);
+}
+
+void Daemon::shutdown() {
+  if (!impl_ || impl_->shut_down) return;
+  impl_->shut_down = true;
+  for (auto& p : impl_->polls) {
+    p->timer->cancel();
+    p->reply(api::json(200, {{"events", nlohmann::json::array()}, {"next", p->since}}));
+  }
+  impl_->polls.clear();
+  for (auto& [name, w] : impl_->workloads) {
+    ++w->generation;
+    for (auto* t :
+         {&w->restart_timer, &w->stop_timer, &w->recheck_timer, &w->sample_timer, &w->exit_timer})
+      t->cancel();
+    if (w->pidfd) w->pidfd->close();
+    if (w->oom.fd) w->oom.fd->close();
+    // The cache controller restores the limits it lowered; the next daemon takes over.
+    if (w->cache) (void)w->cache->stop();
+    // Groups stay: their workloads keep running for the next daemon.
+    if (w->group) impl_->driver->settle(*w->group);
+  }
+  for (auto& [name, a] : impl_->attachments) {
+    a->sample_timer.cancel();
+    a->recheck_timer.cancel();
+    if (a->oom.fd) a->oom.fd->close();
+    if (a->cache) (void)a->cache->stop();
+  }
+}
+
+}  // namespace hostfit

@@ -1,0 +1,163 @@
+// The daemon's state: workloads, attachments and long polls, all owned by the one loop.
+#pragma once
+
+#include <boost/asio.hpp>
+#include <deque>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>  // before Asio: its awaitable.hpp uses std::exchange without it
+#include <vector>
+
+#include "hostfit/api.h"
+#include "hostfit/cache.h"
+#include "hostfit/cgroup.h"
+#include "hostfit/daemon.h"
+#include "hostfit/place.h"
+#include "hostfit/probe.h"
+#include "hostfit/store.h"
+#include "hostfit/supervise.h"
+
+namespace hostfit {
+
+namespace asio = boost::asio;
+using Steady = std::chrono::steady_clock;
+
+// Memory samples kept per workload or attachment: ten minutes at the default interval.
+inline constexpr size_t kMaxSamples = 600;
+
+struct Sample {
+  std::chrono::system_clock::time_point time;
+  MemoryBreakdown memory;
+};
+
+// What watches one cgroup's OOM kills: the kernel's wake-up fd on the loop, the counters, the
+// kernel log for victims' names. Shared by workloads and attachments.
+struct OomTracker {
+  std::unique_ptr<OomWatch> watch;
+  std::unique_ptr<asio::posix::stream_descriptor> fd;  // a dup of watch->fd()
+  std::unique_ptr<KernelLogReader> kmsg;
+  std::optional<OomCounters> baseline;
+  uint64_t seen_kills = 0;
+  uint64_t other_kills = 0;  // kills of processes other than the main one (workloads)
+  bool main_victim_logged = false;
+  std::optional<Steady::time_point> recheck_until;
+};
+
+// A workload's status on the loop, besides its runs in the store.
+enum class Phase { kStopped, kStarting, kRunning, kStopping, kBackoff };
+const char* to_string(Phase phase);
+
+struct Workload {
+  explicit Workload(asio::io_context& io)
+      : restart_timer(io), stop_timer(io), recheck_timer(io), sample_timer(io), exit_timer(io) {}
+  WorkloadSpec spec;
+  std::string source = "api";
+  bool wanted = false;
+  int64_t restarts = 0;
+  Phase phase = Phase::kStopped;
+  std::optional<RunRow> run;  // the open run, or the last one that ended
+  uint64_t generation = 0;    // bumped per run: handlers of an older run do nothing
+  bool deleted = false;
+
+  std::optional<Cgroup> group;
+  pid_t pid = 0;
+  bool is_child = false;  // adopted runs are not: their exit status is not ours to read
+  std::unique_ptr<asio::posix::stream_descriptor> pidfd;
+  OomTracker oom;
+  std::unique_ptr<CacheController> cache;
+  bool stopping = false, escalated = false;
+  std::optional<Steady::time_point> exit_seen;
+  siginfo_t exit_info{};
+  std::vector<api::Reply> on_ended;  // stop/restart/delete answered with the verdict
+  bool restart_after_stop = false;
+  bool delete_after_stop = false;
+  std::deque<Sample> samples;
+
+  asio::steady_timer restart_timer, stop_timer, recheck_timer, sample_timer, exit_timer;
+};
+
+struct Attachment {
+  explicit Attachment(asio::io_context& io) : sample_timer(io), recheck_timer(io) {}
+  AttachmentRow row;
+  Cgroup group;
+  OomTracker oom;
+  std::unique_ptr<CacheController> cache;
+  std::deque<Sample> samples;
+  bool detached = false;
+  asio::steady_timer sample_timer, recheck_timer;
+};
+
+struct LongPoll {
+  int64_t since = 0;
+  api::Reply reply;
+  std::shared_ptr<asio::steady_timer> timer;
+};
+
+struct Daemon::Impl {
+  Impl(asio::io_context& io_, DaemonOptions options_)
+      : io(io_), options(std::move(options_)), root(options.sysroot) {}
+
+  asio::io_context& io;
+  DaemonOptions options;
+  Sysroot root;
+  HostFacts self;
+  std::unique_ptr<CgroupDriver> driver;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<PlacementEngine> engine;
+  std::map<std::string, std::shared_ptr<Workload>> workloads;
+  std::map<std::string, std::shared_ptr<Attachment>> attachments;
+  std::vector<std::shared_ptr<LongPoll>> polls;
+  const api::Server* server = nullptr;
+  std::chrono::system_clock::time_point started_at = std::chrono::system_clock::now();
+  bool shut_down = false;
+
+  // daemon.cc: lifecycle of workload runs
+  Status adopt_or_close(const RunRow& run);
+  void start(const std::shared_ptr<Workload>& w);
+  void stop(const std::shared_ptr<Workload>& w, bool force);
+  void on_main_exit(const std::shared_ptr<Workload>& w, uint64_t generation);
+  void finish_run(const std::shared_ptr<Workload>& w);
+  void record_failed_start(const std::shared_ptr<Workload>& w, const std::string& message);
+  void arm_pidfd(const std::shared_ptr<Workload>& w);
+  void arm_oom(const std::shared_ptr<Workload>& w);
+  void check_oom(const std::shared_ptr<Workload>& w, uint64_t generation);
+  void arm_samples(const std::shared_ptr<Workload>& w);
+  void schedule_restart(const std::shared_ptr<Workload>& w);
+  Status create_workload(const WorkloadSpec& spec, const std::string& source, bool start_now);
+  Status remove_workload(const std::string& name);
+  std::vector<ConfigError> load_config(bool initial);
+  Result<Placement> place_for(const WorkloadSpec& spec);
+
+  // attach.cc
+  Result<std::shared_ptr<Attachment>> attach(const AttachmentRow& row, bool record);
+  void detach(const std::shared_ptr<Attachment>& a, const std::string& why);
+  void arm_attachment(const std::shared_ptr<Attachment>& a);
+  void arm_attachment_oom(const std::shared_ptr<Attachment>& a);
+  void arm_attachment_samples(const std::shared_ptr<Attachment>& a);
+  void check_attachment_oom(const std::shared_ptr<Attachment>& a);
+  Result<Cgroup> foreign_group(const std::string& cgroup_path) const;
+
+  // routes.cc
+  void add_routes(api::Router& router);
+  std::string metrics_text();
+
+  // events
+  // Appends an event in the current transaction (or its own) and answers waiting long polls.
+  Result<int64_t> event(const std::string& type, const std::string& workload,
+                        const std::string& message, nlohmann::json data = nlohmann::json::object());
+  void publish();
+  nlohmann::json workload_json(const Workload& w);
+  nlohmann::json attachment_json(const Attachment& a);
+  std::filesystem::path log_path(const std::string& name, const char* stream) const;
+};
+
+nlohmann::json to_json(const RunRow& run);
+nlohmann::json to_json(const EventRow& event);
+nlohmann::json cgroup_to_json(const Cgroup& group);
+std::optional<Cgroup> cgroup_from_json(const std::string& name, const std::string& text);
+void log_line(const std::string& line);  // "hostfit daemon: LINE" on stderr
+void take_sample(const Sysroot& root, const Cgroup& group, std::deque<Sample>& samples);
+
+}  // namespace hostfit

@@ -1,0 +1,305 @@
+// The workload JSON shape, checked strictly once for config files and the API alike.
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "hostfit/cgroup.h"
+#include "hostfit/daemon.h"
+
+namespace hostfit {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kKeys[] = {"name",
+                                 "argv",
+                                 "env",
+                                 "user",
+                                 "cpus",
+                                 "cpuset",
+                                 "placement",
+                                 "memory",
+                                 "pids",
+                                 "cache_limit",
+                                 "restart",
+                                 "restart_limit",
+                                 "restart_backoff_ms",
+                                 "stop_timeout_ms",
+                                 "autostart"};
+constexpr int64_t kMaxBackoffMs = 60'000;
+constexpr int64_t kMaxStopTimeoutMs = 3'600'000;
+
+std::unexpected<Error> bad(std::string_view key, std::string what) {
+  return fail(ErrorKind::kUsage, "bad \"" + std::string(key) + "\": " + what);
+}
+
+// A size: "64Mi", "1.5G" or a whole number of bytes, at least `min`.
+Result<uint64_t> size_of(const json& v, std::string_view key, uint64_t min) {
+  uint64_t bytes = 0;
+  if (v.is_number_unsigned()) {
+    bytes = v.get<uint64_t>();
+  } else if (v.is_string()) {
+    auto parsed = parse_bytes(v.get<std::string>());
+    if (!parsed) return bad(key, parsed.error().message);
+    bytes = *parsed;
+  } else {
+    return bad(key, "give a size such as \"64Mi\" or a number of bytes");
+  }
+  if (bytes < min) {
+    return bad(key, format_bytes(bytes) + " is below the minimum of " + format_bytes(min));
+  }
+  return bytes;
+}
+
+Result<int64_t> int_in(const json& v, std::string_view key, int64_t lo, int64_t hi) {
+  if (!v.is_number_integer()) return bad(key, "give a whole number");
+  const int64_t n = v.get<int64_t>();
+  if (n < lo || n > hi) {
+    return bad(key, std::to_string(n) + " is out of range " + std::to_string(lo) + ".." +
+                        std::to_string(hi));
+  }
+  return n;
+}
+
+Result<std::string> string_of(const json& v, std::string_view key) {
+  if (!v.is_string()) return bad(key, "give a string");
+  return v.get<std::string>();
+}
+
+Status parse_argv(const json& v, WorkloadSpec& s) {
+  if (!v.is_array() || v.empty()) return bad("argv", "give a non-empty list of strings");
+  for (const auto& a : v) {
+    if (!a.is_string()) return bad("argv", "every element must be a string, not " + a.dump());
+    s.argv.push_back(a.get<std::string>());
+  }
+  if (s.argv[0].empty()) return bad("argv", "the command (first element) is empty");
+  return {};
+}
+
+Status parse_env(const json& v, WorkloadSpec& s) {
+  if (!v.is_object()) return bad("env", "give an object of strings, {\"KEY\": \"value\"}");
+  for (const auto& [k, val] : v.items()) {
+    if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos) {
+      return bad("env", "variable name '" + escape_bytes(k) + "' is empty or holds '='");
+    }
+    if (!val.is_string()) return bad("env", "the value of " + k + " must be a string");
+    s.env[k] = val.get<std::string>();
+  }
+  return {};
+}
+
+Status parse_restart(const json& v, WorkloadSpec& s) {
+  auto text = string_of(v, "restart");
+  if (!text) return fail(text.error());
+  if (*text == "never") {
+    s.restart = RestartPolicy::kNever;
+  } else if (*text == "on-failure") {
+    s.restart = RestartPolicy::kOnFailure;
+  } else if (*text == "always") {
+    s.restart = RestartPolicy::kAlways;
+  } else {
+    return bad("restart", "'" + escape_bytes(*text) + "': give never, on-failure or always");
+  }
+  return {};
+}
+
+Status parse_field(const std::string& key, const json& v, WorkloadSpec& s) {
+  if (key == "name") {
+    auto name = string_of(v, key);
+    if (!name) return fail(name.error());
+    if (auto st = validate_cgroup_name(*name); !st) return bad(key, st.error().message);
+    s.name = *name;
+  } else if (key == "argv") {
+    return parse_argv(v, s);
+  } else if (key == "env") {
+    return parse_env(v, s);
+  } else if (key == "user") {
+    auto user = string_of(v, key);
+    if (!user) return fail(user.error());
+    if (user->empty() || user->find_first_of("/:\n") != std::string::npos) {
+      return bad(key, "give a user name or a numeric uid");
+    }
+    s.user = *user;
+  } else if (key == "cpus") {
+    if (!v.is_number()) return bad(key, "give a number of CPUs, such as 1.5");
+    const double c = v.get<double>();
+    if (!std::isfinite(c) || c < 0.01 || c > 65536) return bad(key, "give 0.01 to 65536 CPUs");
+    s.cpus = c;
+  } else if (key == "cpuset") {
+    auto text = string_of(v, key);
+    if (!text) return fail(text.error());
+    auto set = CpuSet::parse_list(*text);
+    if (!set) return bad(key, set.error().message);
+    if (set->empty()) return bad(key, "the CPU list is empty");
+    s.cpuset = *set;
+  } else if (key == "placement") {
+    auto text = string_of(v, key);
+    if (!text) return fail(text.error());
+    auto policy = parse_policy(*text, &s.placement_nodes);
+    if (!policy) return bad(key, policy.error().message);
+    s.placement = *policy;
+  } else if (key == "memory") {
+    auto bytes = size_of(v, key, kMinWorkloadMemoryBytes);
+    if (!bytes) return fail(bytes.error());
+    s.memory_max_bytes = *bytes;
+  } else if (key == "pids") {
+    auto n = int_in(v, key, 1, 4194304);
+    if (!n) return fail(n.error());
+    s.pids_max = static_cast<uint64_t>(*n);
+  } else if (key == "cache_limit") {
+    auto bytes = size_of(v, key, kMinCacheLimitBytes);
+    if (!bytes) return fail(bytes.error());
+    s.cache_limit_bytes = *bytes;
+  } else if (key == "restart") {
+    return parse_restart(v, s);
+  } else if (key == "restart_limit") {
+    auto n = int_in(v, key, 0, 1000);
+    if (!n) return fail(n.error());
+    s.restart_limit = static_cast<int>(*n);
+  } else if (key == "restart_backoff_ms") {
+    auto n = int_in(v, key, 10, kMaxBackoffMs);
+    if (!n) return fail(n.error());
+    s.restart_backoff = std::chrono::milliseconds(*n);
+  } else if (key == "stop_timeout_ms") {
+    auto n = int_in(v, key, 0, kMaxStopTimeoutMs);
+    if (!n) return fail(n.error());
+    s.stop_timeout = std::chrono::milliseconds(*n);
+  } else if (key == "autostart") {
+    if (!v.is_boolean()) return bad(key, "give true or false");
+    s.autostart = v.get<bool>();
+  }
+  return {};
+}
+
+// The 1-based line of byte offset `pos` in text.
+int line_at(const std::string& text, size_t pos) {
+  pos = std::min(pos, text.size());
+  return 1 +
+         static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(pos), '\n'));
+}
+
+}  // namespace
+
+const char* to_string(RestartPolicy policy) {
+  switch (policy) {
+    case RestartPolicy::kNever:
+      return "never";
+    case RestartPolicy::kOnFailure:
+      return "on-failure";
+    case RestartPolicy::kAlways:
+      return "always";
+  }
+  return "never";
+}
+
+Result<WorkloadSpec> parse_workload_spec(const json& j) {
+  if (!j.is_object()) return fail(ErrorKind::kUsage, "a workload is a JSON object");
+  WorkloadSpec s;
+  for (const auto& [key, value] : j.items()) {
+    if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys)) {
+      std::string known;
+      for (const char* k : kKeys)
+        known += (known.empty() ? "" : ", ") + std::string(k);
+      return fail(ErrorKind::kUsage,
+                  "unknown key \"" + escape_bytes(key) + "\" (known: " + known + ")");
+    }
+    if (auto st = parse_field(key, value, s); !st) return fail(st.error());
+  }
+  if (s.name.empty()) return fail(ErrorKind::kUsage, "missing \"name\"");
+  if (s.argv.empty()) return fail(ErrorKind::kUsage, "missing \"argv\" (a list of strings)");
+  if (s.placement && s.cpuset) {
+    return fail(ErrorKind::kUsage, "\"placement\" and \"cpuset\" exclude each other");
+  }
+  if (s.placement && !s.cpus) {
+    return fail(ErrorKind::kUsage,
+                "\"placement\" needs \"cpus\": it places ceil(cpus) CPUs and sets that quota");
+  }
+  if (s.cpus && s.cpuset && *s.cpus > s.cpuset->count() + 1e-9) {
+    return bad("cpus", "more than the " + std::to_string(s.cpuset->count()) + " CPUs of cpuset");
+  }
+  return s;
+}
+
+json to_json(const WorkloadSpec& s) {
+  json j = {{"name", s.name},
+            {"argv", s.argv},
+            {"env", s.env},
+            {"restart", to_string(s.restart)},
+            {"restart_limit", s.restart_limit},
+            {"restart_backoff_ms", s.restart_backoff.count()},
+            {"stop_timeout_ms", s.stop_timeout.count()},
+            {"autostart", s.autostart}};
+  if (!s.user.empty()) j["user"] = s.user;
+  if (s.cpus) j["cpus"] = *s.cpus;
+  if (s.cpuset) j["cpuset"] = s.cpuset->to_list();
+  if (s.placement) {
+    std::string p = to_string(*s.placement);
+    if (!s.placement_nodes.empty()) {
+      p += ":";
+      for (size_t i = 0; i < s.placement_nodes.size(); ++i)
+        p += (i ? "," : "") + std::to_string(s.placement_nodes[i]);
+    }
+    j["placement"] = p;
+  }
+  if (s.memory_max_bytes) j["memory"] = *s.memory_max_bytes;
+  if (s.pids_max) j["pids"] = *s.pids_max;
+  if (s.cache_limit_bytes) j["cache_limit"] = *s.cache_limit_bytes;
+  return j;
+}
+
+ConfigLoad load_config_dir(const std::filesystem::path& dir) {
+  ConfigLoad out;
+  std::error_code ec;
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.path().extension() == ".json") files.push_back(entry.path());
+  }
+  if (ec) {
+    out.errors.push_back({dir.string(), 0, "cannot read the directory: " + ec.message()});
+    return out;
+  }
+  std::sort(files.begin(), files.end());
+  std::map<std::string, std::string> seen;  // name -> file
+  for (const auto& file : files) {
+    std::ifstream in(file);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    const std::string text = buffer.str();
+    if (!in && !in.eof()) {
+      out.errors.push_back({file.string(), 0, "cannot read the file"});
+      continue;
+    }
+    json j;
+    try {
+      j = json::parse(text);
+    } catch (const json::parse_error& e) {
+      out.errors.push_back({file.string(), line_at(text, e.byte > 0 ? e.byte - 1 : 0),
+                            "not JSON: " + std::string(e.what())});
+      continue;
+    }
+    auto spec = parse_workload_spec(j);
+    if (!spec) {
+      // Point at the offending key when the message names one.
+      int line = 1;
+      const auto& m = spec.error().message;
+      if (auto q = m.find('"'); q != std::string::npos) {
+        const auto q2 = m.find('"', q + 1);
+        const auto at = text.find(m.substr(q, q2 - q + 1));
+        if (q2 != std::string::npos && at != std::string::npos) line = line_at(text, at);
+      }
+      out.errors.push_back({file.string(), line, m});
+      continue;
+    }
+    if (auto it = seen.find(spec->name); it != seen.end()) {
+      out.errors.push_back(
+          {file.string(), 1, "workload '" + spec->name + "' is already defined in " + it->second});
+      continue;
+    }
+    seen[spec->name] = file.string();
+    out.workloads.emplace_back(file.string(), std::move(*spec));
+  }
+  return out;
+}
+
+}  // namespace hostfit

@@ -1,0 +1,83 @@
+// The workload shape: one strict parser for config files and the API.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "hostfit/daemon.h"
+
+namespace hostfit {
+namespace {
+
+using nlohmann::json;
+
+TEST(WorkloadSpec, AFullSpecRoundTrips) {
+  const json in = {{"name", "gw"},
+                   {"argv", {"envoy", "--concurrency", "{workers}"}},
+                   {"env", {{"A", "1"}}},
+                   {"user", "nobody"},
+                   {"cpus", 1.5},
+                   {"placement", "nodes:0"},
+                   {"memory", "256Mi"},
+                   {"pids", 100},
+                   {"cache_limit", "64Mi"},
+                   {"restart", "on-failure"},
+                   {"restart_limit", 3},
+                   {"restart_backoff_ms", 500},
+                   {"stop_timeout_ms", 2000},
+                   {"autostart", false}};
+  auto spec = parse_workload_spec(in);
+  ASSERT_TRUE(spec) << spec.error().message;
+  EXPECT_EQ(spec->memory_max_bytes, uint64_t{256} << 20);
+  EXPECT_EQ(spec->restart, RestartPolicy::kOnFailure);
+  EXPECT_EQ(spec->placement_nodes, std::vector<int>{0});
+  auto again = parse_workload_spec(to_json(*spec));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(to_json(*again), to_json(*spec));
+}
+
+TEST(WorkloadSpec, RejectsWhatTheIssueNames) {
+  const std::vector<std::pair<json, std::string>> bad = {
+      {{{"name", "x"}, {"argv", {"true"}}, {"extra", 1}}, "unknown key \"extra\""},
+      {{{"name", "a/b"}, {"argv", {"true"}}}, "bad \"name\""},
+      {{{"name", ".."}, {"argv", {"true"}}}, "bad \"name\""},
+      {{{"name", ""}, {"argv", {"true"}}}, "bad \"name\""},
+      {{{"name", "x"}, {"argv", "true"}}, "bad \"argv\""},
+      {{{"name", "x"}, {"argv", {"true", 1}}}, "every element must be a string"},
+      {{{"name", "x"}, {"argv", {"true"}}, {"memory", "1Mi"}}, "below the minimum of 4 MiB"},
+      {{{"name", "x"}, {"argv", {"true"}}, {"cache_limit", 1000}}, "below the minimum"},
+      {{{"name", "x"}}, "missing \"argv\""},
+      {{{"argv", {"true"}}}, "missing \"name\""},
+  };
+  for (const auto& [j, want] : bad) {
+    auto spec = parse_workload_spec(j);
+    ASSERT_FALSE(spec) << j.dump();
+    EXPECT_EQ(spec.error().kind, ErrorKind::kUsage);
+    EXPECT_NE(spec.error().message.find(want), std::string::npos)
+        << j.dump() << " -> " << spec.error().message;
+  }
+}
+
+TEST(WorkloadSpec, ConfigDirReportsTheBadFileWithItsLineAndLoadsTheRest) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("hostfit-spec-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "a.json") << R"({"name": "a", "argv": ["true"]})";
+  std::ofstream(dir / "b.json") << "{\n  \"name\": \"b\",\n  \"argv\": [\"true\"\n}\n";
+  std::ofstream(dir / "c.json") << R"({"name": "a", "argv": ["false"]})";
+  std::ofstream(dir / "notes.txt") << "ignored";
+  auto load = load_config_dir(dir);
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(load.workloads.size(), 1u);
+  EXPECT_EQ(load.workloads[0].second.name, "a");
+  ASSERT_EQ(load.errors.size(), 2u);
+  EXPECT_NE(load.errors[0].file.find("b.json"), std::string::npos);
+  EXPECT_EQ(load.errors[0].line, 4);
+  EXPECT_NE(load.errors[1].message.find("already defined"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hostfit
