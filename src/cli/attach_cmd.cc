@@ -1,8 +1,10 @@
-// hostfit attach: hold the page cache of a cgroup hostfit did not create under a budget, in the
-// foreground, until the group is gone or SIGINT/SIGTERM; every limit changed is restored.
+// hostfit attach: hold the page cache of a cgroup hostfit did not create under a budget. With a
+// daemon (its socket exists) the daemon does it and keeps doing it; otherwise in the foreground,
+// until the group is gone or SIGINT/SIGTERM, and every limit changed is restored.
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -10,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "client.h"
 #include "hostfit/cache.h"
 #include "hostfit/probe.h"
 
@@ -22,7 +25,48 @@ struct AttachOptions {
   std::string cache_limit;
   std::string cache_interval = "50ms";
   std::string report_file;
+  std::string name;
+  bool foreground = false;
+  ClientFlags client;
+  // Flags only the foreground controller has; any of them keeps attach in the foreground.
+  std::vector<CLI::Option*> foreground_only;
 };
+
+bool wants_foreground(const AttachOptions& o) {
+  if (o.foreground) return true;
+  for (const CLI::Option* flag : o.foreground_only) {
+    if (flag->count() > 0) return true;
+  }
+  struct stat st {};
+  return ::stat(o.client.socket_path().c_str(), &st) != 0;
+}
+
+// The daemon holds the group from now on (and after its own restarts): POST /v1/attachments.
+int attach_to_daemon(const AttachOptions& o) {
+  nlohmann::json body = {{"cgroup", o.cgroup}};
+  if (!o.name.empty()) body["name"] = o.name;
+  if (!o.cache_limit.empty()) {
+    auto limit = parse_bytes(o.cache_limit);
+    if (!limit) {
+      return usage_error("bad --cache-limit '" + o.cache_limit + "': " + limit.error().message);
+    }
+    body["cache_limit"] = *limit;
+  }
+  auto answer = call_daemon(o.client, "POST", "/v1/attachments", body.dump());
+  if (!answer) return report(answer.error());
+  if (o.client.format == Format::kJson) {
+    print_json(std::cout, *answer);
+    return kExitOk;
+  }
+  const auto& limit = (*answer)["cache_limit_bytes"];
+  std::cout << "the daemon at " << o.client.socket_path() << " now watches " << o.cgroup << " as '"
+            << answer->value("name", o.name) << "'"
+            << (limit.is_number_unsigned()
+                    ? ", page cache held under " + format_bytes(limit.get<uint64_t>())
+                    : ", memory accounting only")
+            << "\n";
+  return kExitOk;
+}
 
 // The group's own hard limit (v1 memory.limit_in_bytes, v2 memory.max), nullopt when none.
 std::optional<uint64_t> group_limit(const Sysroot& root, const CacheGroup& g) {
@@ -66,6 +110,11 @@ std::string summary(const CacheController& c, const std::string& why) {
 }
 
 int run_attach(const AttachOptions& o) {
+  if (!wants_foreground(o)) return attach_to_daemon(o);
+  if (o.cache_limit.empty()) {
+    return usage_error("attach in the foreground needs --cache-limit SIZE (no daemon at " +
+                       o.client.socket_path() + ")");
+  }
   if (o.sysroot.empty()) return usage_error("--sysroot needs a directory");
   auto options = to_options(o);
   if (!options) return report(options.error());
@@ -120,9 +169,10 @@ void add_attach_command(CLI::App& app, Commands& commands) {
   auto o = std::make_shared<AttachOptions>();
   CLI::App* cmd = app.add_subcommand(
       "attach",
-      "Hold the page cache of an existing cgroup (one hostfit did not create) under a budget, in "
-      "the foreground, with the same controller as 'hostfit run --cache-limit'. Stops when the "
-      "group is gone or on SIGINT/SIGTERM, restoring every limit it changed.");
+      "Hold the page cache of an existing cgroup (one hostfit did not create) under a budget, "
+      "with the same controller as 'hostfit run --cache-limit': through the daemon when its "
+      "socket exists, else in the foreground until the group is gone or SIGINT/SIGTERM, "
+      "restoring every limit it changed.");
   cmd->add_option("--cgroup", o->cgroup,
                   "The group's path inside the hierarchy, e.g. /system.slice/registry.service "
                   "(as in /proc/PID/cgroup)")
@@ -131,19 +181,36 @@ void add_attach_command(CLI::App& app, Commands& commands) {
   cmd->add_option("--cache-limit", o->cache_limit,
                   "Budget for the group's reclaimable page cache, e.g. 64Mi (tmpfs is never "
                   "counted or reclaimed)")
-      ->required()
       ->type_name("SIZE");
-  cmd->add_option("--cache-interval", o->cache_interval,
-                  "How often memory is sampled between the kernel's wake-ups (default 50ms)")
-      ->type_name("DURATION");
-  cmd->add_option("--report", o->report_file,
-                  "Write the controller's JSON record (peaks, counters) to FILE at the end")
-      ->type_name("FILE");
-  add_sysroot_option(*cmd, o->sysroot);
+  cmd->add_option("--name", o->name,
+                  "The attachment's name in the daemon (default the group's last path segment)")
+      ->type_name("NAME");
+  cmd->add_flag("--foreground", o->foreground,
+                "Run the controller here even when a daemon is there");
+  o->foreground_only.push_back(
+      cmd->add_option("--cache-interval", o->cache_interval,
+                      "How often memory is sampled between the kernel's wake-ups (default 50ms; "
+                      "foreground only)")
+          ->type_name("DURATION"));
+  o->foreground_only.push_back(
+      cmd->add_option("--report", o->report_file,
+                      "Write the controller's JSON record (peaks, counters) to FILE at the end "
+                      "(foreground only)")
+          ->type_name("FILE"));
+  o->foreground_only.push_back(add_sysroot_option(*cmd, o->sysroot));
+  add_client_flags(*cmd, o->client);
   cmd->footer(
+      "Where it runs: when the daemon's socket exists (--socket, default $HOSTFIT_SOCKET, else\n"
+      "/run/hostfit/hostfit.sock) the daemon attaches the group, keeps it under the budget across\n"
+      "its own restarts and reports its memory (GET /v1/attachments; DELETE\n"
+      "/v1/attachments/NAME detaches it); --cache-limit is then optional (memory accounting\n"
+      "only). Otherwise, or with --foreground, --cache-interval, --report or --sysroot, this\n"
+      "process runs the controller until the group is gone or SIGINT/SIGTERM; --cache-limit is\n"
+      "required.\n"
+      "\n"
       "Examples:\n"
       "  hostfit attach --cgroup /system.slice/registry.service --cache-limit 64Mi\n"
-      "  hostfit attach --cgroup /kubepods/burstable/pod<UID> --cache-limit 96Mi "
+      "  hostfit attach --foreground --cgroup /kubepods/burstable/pod<UID> --cache-limit 96Mi "
       "(docs/cache.md)");
   commands.push_back({cmd, [o]() { return run_attach(*o); }});
 }

@@ -11,6 +11,7 @@
 
 #include "hostfit/core.h"
 #include "hostfit/plan.h"
+#include "hostfit/supervise.h"
 
 namespace hostfit::cli {
 
@@ -35,6 +36,7 @@ void add_stat_command(CLI::App& app, Commands& commands);
 void add_attach_command(CLI::App& app, Commands& commands);
 void add_calibrate_command(CLI::App& app, Commands& commands);
 void add_daemon_command(CLI::App& app, Commands& commands);
+void add_client_commands(CLI::App& app, Commands& commands);  // ps, start, stop, create, ...
 
 // Prints "hostfit: MESSAGE" on stderr and returns the exit code for the error's kind.
 int report(const Error& error);
@@ -53,6 +55,30 @@ CLI::Validator size_validator();
 CLI::Validator cpu_list_validator();
 
 void print_json(std::ostream& out, const nlohmann::json& j);
+
+// What a workload may use, as `hostfit run` and `hostfit create` take it (strings as typed).
+struct WorkloadFlags {
+  std::string cpus;
+  std::string cpuset;
+  std::string placement;
+  std::string memory;
+  std::string memory_high;
+  std::string pids;
+  std::string stop_timeout = "10";
+  std::string cache_limit;
+  std::string runtime;
+  std::string profile;
+  std::string plugins;
+  std::vector<std::string> command;  // not added by add_workload_flags: each verb places it
+};
+// Adds --cpus --cpuset --placement --memory --memory-high --pids --stop-timeout --cache-limit
+// --runtime --profile --plugins.
+void add_workload_flags(CLI::App& cmd, WorkloadFlags& flags);
+// The flags checked and parsed (argv from command; name, env and cgroup parent left empty).
+// kUsage errors name the flag, the value and what is accepted.
+Result<WorkloadRequest> request_from_flags(const WorkloadFlags& flags);
+// A size flag: nullopt when empty, else parse_bytes or a kUsage error naming flag and value.
+Result<std::optional<uint64_t>> size_flag(const std::string& flag, const std::string& text);
 
 // The sandbox runtime that --profile FILE (as `hostfit calibrate -o json` writes it) or else
 // --runtime NAME names; "none" when neither is given. kUsage errors name the file or the name.

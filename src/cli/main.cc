@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   add_attach_command(app, commands);
   add_calibrate_command(app, commands);
   add_daemon_command(app, commands);
+  add_client_commands(app, commands);
 
   try {
     app.parse(argc, argv);

@@ -14,41 +14,23 @@ namespace {
 
 struct RunOptions {
   std::string name;
-  std::string cpus;
-  std::string cpuset;
-  std::string placement;
-  std::string memory;
-  std::string memory_high;
-  std::string pids;
+  WorkloadFlags w;
   std::string report_file;
   std::string cgroup_parent;
-  std::string stop_timeout = "10";
-  std::string cache_limit;
   std::string cache_interval = "50ms";
   bool no_env = false;
-  std::string runtime;
-  std::string profile;
-  std::string plugins;
-  std::vector<std::string> command;
 };
-
-Result<std::optional<uint64_t>> size_flag(const std::string& flag, const std::string& text) {
-  if (text.empty()) return std::optional<uint64_t>{};
-  auto v = parse_bytes(text);
-  if (!v) return fail(ErrorKind::kUsage, "bad " + flag + " '" + text + "': " + v.error().message);
-  return std::optional<uint64_t>(*v);
-}
 
 // Cache accounting for every run, and the --cache-limit budget when one is given.
 Result<CacheLimitOptions> to_cache_options(const RunOptions& o, const WorkloadRequest& request) {
   CacheLimitOptions cache;
-  auto limit = size_flag("--cache-limit", o.cache_limit);
+  auto limit = size_flag("--cache-limit", o.w.cache_limit);
   if (!limit) return fail(limit.error());
   cache.limit_bytes = *limit;
   if (cache.limit_bytes && request.memory_max_bytes &&
       *cache.limit_bytes > *request.memory_max_bytes) {
-    return fail(ErrorKind::kUsage, "bad --cache-limit '" + o.cache_limit +
-                                       "': more than --memory '" + o.memory +
+    return fail(ErrorKind::kUsage, "bad --cache-limit '" + o.w.cache_limit +
+                                       "': more than --memory '" + o.w.memory +
                                        "'; the cache budget is part of the memory limit");
   }
   auto interval = parse_duration(o.cache_interval);
@@ -82,77 +64,14 @@ std::string cache_line(const std::string& name, const CacheController& c) {
   return line;
 }
 
-// The sandbox side of the plan: --runtime or --profile, and --plugins instances per worker, so
-// that {workers} and {instances} carry the instance budget and not only the CPUs.
-Result<WorkloadShape> to_shape(const RunOptions& o) {
-  WorkloadShape shape;
-  auto runtime = runtime_from_flags(o.profile, o.runtime);
-  if (!runtime) return fail(runtime.error());
-  shape.runtime = *runtime;
-  const bool sandbox = shape.runtime.name != "none";
-  if (!o.plugins.empty()) {
-    if (!sandbox) {
-      return fail(ErrorKind::kUsage, "--plugins " + o.plugins +
-                                         " needs --runtime v8|envoy-v8|wasmtime|wasmer|wamr or "
-                                         "--profile FILE: the per-instance costs to budget with");
-    }
-    auto n = parse_count(o.plugins, "--plugins", 1, 1000000);
-    if (!n) return fail(n.error());
-    shape.instances_per_worker = *n;
-  } else if (sandbox) {
-    shape.instances_per_worker = 1;
-  }
-  return shape;
-}
-
 Result<WorkloadRequest> to_request(const RunOptions& o) {
-  WorkloadRequest r;
-  r.name = o.name;
-  r.argv = o.command;
-  r.cgroup_parent = o.cgroup_parent;
-  r.export_env = !o.no_env;
+  auto r = request_from_flags(o.w);
+  if (!r) return fail(r.error());
+  r->name = o.name;
+  r->cgroup_parent = o.cgroup_parent;
+  r->export_env = !o.no_env;
   for (char** e = environ; *e; ++e)
-    r.env.emplace_back(*e);
-  if (!o.cpus.empty()) {
-    auto c = parse_double(o.cpus);
-    if (!c) {
-      return fail(ErrorKind::kUsage,
-                  "bad --cpus '" + o.cpus + "': give a number of CPUs such as 0.5 or 2");
-    }
-    r.cpus = *c;
-  }
-  if (!o.cpuset.empty()) {
-    auto set = CpuSet::parse_list(o.cpuset);
-    if (!set) return fail(set.error().wrap("bad --cpuset"));
-    r.cpuset = *set;
-  }
-  if (!o.placement.empty()) {
-    std::vector<int> nodes;
-    auto policy = parse_policy(o.placement, &nodes);
-    if (!policy) return fail(policy.error().wrap("bad --placement"));
-    r.placement = *policy;
-    r.placement_nodes = nodes;
-  }
-  auto memory = size_flag("--memory", o.memory);
-  if (!memory) return fail(memory.error());
-  r.memory_max_bytes = *memory;
-  auto high = size_flag("--memory-high", o.memory_high);
-  if (!high) return fail(high.error());
-  r.memory_high_bytes = *high;
-  if (!o.pids.empty()) {
-    auto p = parse_u64(o.pids);
-    if (!p) return fail(ErrorKind::kUsage, "bad --pids '" + o.pids + "': give a whole number");
-    r.pids_max = *p;
-  }
-  auto stop = parse_double(o.stop_timeout);
-  if (!stop || *stop < 0 || *stop > 86400) {
-    return fail(ErrorKind::kUsage,
-                "bad --stop-timeout '" + o.stop_timeout + "': give seconds from 0 to 86400");
-  }
-  r.stop_timeout = std::chrono::milliseconds(static_cast<int64_t>(*stop * 1000));
-  auto shape = to_shape(o);
-  if (!shape) return fail(shape.error());
-  r.shape = *shape;
+    r->env.emplace_back(*e);
   return r;
 }
 
@@ -219,50 +138,18 @@ void add_run_command(CLI::App& app, Commands& commands) {
       "Run one workload in the foreground inside a cgroup hostfit creates, limited and sized "
       "for it, and say what really ended it (exit code, signal, or the kernel OOM killer).");
   cmd->add_option("--name", o->name, "Name of the workload and its cgroup (default CMD-PID)");
-  cmd->add_option("--cpus", o->cpus, "CPU quota in CPUs, e.g. 0.5 or 2 (quota over 100 ms)")
-      ->type_name("N");
-  cmd->add_option("--cpuset", o->cpuset, "CPUs the workload may run on, e.g. 0-3,8")
-      ->type_name("LIST");
-  cmd->add_option("--placement", o->placement,
-                  "Let hostfit place ceil(--cpus) CPUs: balanced, compact, spread or nodes:LIST "
-                  "(recorded in the placement ledger, released at exit)")
-      ->type_name("POLICY");
-  cmd->add_option("--memory", o->memory, "Memory limit, e.g. 64Mi or 1.5G (also caps swap)")
-      ->type_name("SIZE");
-  cmd->add_option("--memory-high", o->memory_high,
-                  "Memory throttle point (memory.high, cgroup v2 only)")
-      ->type_name("SIZE");
-  cmd->add_option("--pids", o->pids, "Most processes and threads the workload may have")
-      ->type_name("N");
+  add_workload_flags(*cmd, o->w);
   cmd->add_option("--report", o->report_file, "Write the run's JSON record to FILE at the end")
       ->type_name("FILE");
   cmd->add_option("--cgroup-parent", o->cgroup_parent,
                   "Create the group under PATH in every hierarchy instead of the default")
       ->type_name("PATH");
-  cmd->add_option("--stop-timeout", o->stop_timeout,
-                  "Seconds between a forwarded SIGTERM/SIGINT and SIGKILL (default 10)")
-      ->type_name("SECONDS");
-  cmd->add_option("--cache-limit", o->cache_limit,
-                  "Keep the workload's reclaimable page cache under SIZE with the kernel's help "
-                  "(v2 memory.high held at its other memory + SIZE; v1 a usage threshold that "
-                  "wakes hostfit to reclaim at once); never OOM-kills, tmpfs is never counted or "
-                  "reclaimed")
-      ->type_name("SIZE");
   cmd->add_option("--cache-interval", o->cache_interval,
                   "How often memory is sampled for the report and to re-arm --cache-limit (the "
                   "kernel wakes hostfit in between), e.g. 50ms, 1s (default 50ms)")
       ->type_name("DURATION");
   cmd->add_flag("--no-env", o->no_env, "Do not export HOSTFIT_* variables to the workload");
-  cmd->add_option("--runtime", o->runtime,
-                  "Sandbox runtime whose per-instance costs size {workers} (as hostfit plan)");
-  cmd->add_option("--profile", o->profile,
-                  "Per-instance costs from 'hostfit calibrate -o json' (instead of --runtime)")
-      ->type_name("FILE")
-      ->excludes("--runtime");
-  cmd->add_option("--plugins", o->plugins,
-                  "Sandbox instances per worker (e.g. Wasm plugins): workers shrink to fit")
-      ->type_name("N");
-  cmd->add_option("command", o->command, "The command and its arguments, after --")
+  cmd->add_option("command", o->w.command, "The command and its arguments, after --")
       ->type_name("CMD ARGS...");
   cmd->footer(
       "Where the group goes: hostfit manages only its own subtree, a 'hostfit' child of its own\n"
