@@ -1,8 +1,7 @@
 // hostfit web: the daemon's own page, its static files compiled into the binary.
 //
 //   hostfit::api::Router router;
-//   hostfit::web::add_routes(router, hostfit::Sysroot("/"));  // GET /, /ui/{file},
-//   /v1/node/topology
+//   hostfit::web::add_routes(router, root, facts);  // GET /, /ui/{file}, /v1/node/topology
 //
 // The page reads the daemon's JSON API from the same origin (GET /v1/node, /v1/node/topology,
 // /v1/workloads, /v1/placements and the /v1/events long poll), so it works over the Unix socket
@@ -44,14 +43,15 @@ void add_page_routes(api::Router& router);
 // What the map needs beyond /v1/node: the machine's shape as `hostfit probe -o json` gives it
 // ({"topology": packages, numa_nodes (memory, distances), cores}, {"cpu": online, offline,
 // possible, isolated}) and the CPUs other tools pin ({"foreign_pins": {"pins": [{holder, source,
-// cpus, mems, exclusive}], "warnings"}}). The shape is probed once, from `facts`; the pins are read
-// under `root` on every request, leaving out CPUs of `held` (hostfit's own groups).
+// cpus, mems, exclusive}], "warnings"}}).
 nlohmann::json topology_json(const HostFacts& facts, const ForeignPins& pins);
 
 // Every route of the page: add_page_routes, and GET /v1/node/topology, the document above for the
-// host under `root` (probed once, now). `held` says which CPUs hostfit's own groups hold, so that
-// their cpusets are not taken for other tools' pins; empty = none.
-void add_routes(api::Router& router, const Sysroot& root, std::function<CpuSet()> held = nullptr);
+// host `facts` describe (the daemon's probe of itself), with the pins read under `root` per
+// request. `held` says which CPUs hostfit's own groups hold, so that their cpusets are not taken
+// for other tools' pins; empty = none.
+void add_routes(api::Router& router, const Sysroot& root, HostFacts facts,
+                std::function<CpuSet()> held = nullptr);
 
 // For `hostfit ui --serve`: the daemon's Unix socket on a loopback TCP port for the current user.
 // Serves the page itself and forwards the GET routes the page reads (/v1/node, /v1/node/topology,
@@ -65,8 +65,5 @@ void close_socket_proxy();
 
 // A random bearer token (32 hex digits from getrandom), for a TCP listener of this process.
 Result<std::string> random_token();
-
-// A free TCP port on `address` (bound and released at once; the caller binds it right after).
-Result<std::uint16_t> free_port(const std::string& address);
 
 }  // namespace hostfit::web

@@ -1,13 +1,14 @@
 // The daemon's state: workloads, attachments and long polls, all owned by the one loop.
 #pragma once
 
-#include <boost/asio.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <deque>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <utility>  // before Asio: its awaitable.hpp uses std::exchange without it
 #include <vector>
 
 #include "hostfit/api.h"

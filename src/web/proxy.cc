@@ -1,9 +1,5 @@
 // `hostfit ui --serve`: a read-only loopback front for the daemon's Unix socket.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/random.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -89,24 +85,6 @@ Result<std::string> random_token() {
     token += kHex[b & 15];
   }
   return token;
-}
-
-Result<std::uint16_t> free_port(const std::string& address) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  if (::inet_pton(AF_INET, address.c_str(), &addr.sin_addr) != 1) {
-    return fail(ErrorKind::kUsage,
-                "--address " + address + " is not an IPv4 address (e.g. 127.0.0.1)");
-  }
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return fail(Error::from_errno(errno, "create a socket for", address));
-  socklen_t length = sizeof addr;
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) == 0;
-  const int err = errno;
-  ::close(fd);
-  if (!ok) return fail(Error::from_errno(err, "bind a free port on", address));
-  return ntohs(addr.sin_port);
 }
 
 }  // namespace hostfit::web

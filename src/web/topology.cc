@@ -25,14 +25,16 @@ nlohmann::json topology_json(const HostFacts& facts, const ForeignPins& pins) {
           {"foreign_pins", {{"pins", list}, {"warnings", pins.warnings}}}};
 }
 
-void add_routes(api::Router& router, const Sysroot& root, std::function<CpuSet()> held) {
+void add_routes(api::Router& router, const Sysroot& root, HostFacts facts,
+                std::function<CpuSet()> held) {
   add_page_routes(router);
-  // hwloc's load is the slow part; a CPU going offline later shows after a daemon restart.
-  auto facts = std::make_shared<const HostFacts>(probe_host(root, ProbeTarget::self()));
+  // The shape is the daemon's probe at start (hwloc's load is slow); a CPU going offline later
+  // shows after a restart. Other tools' pins come and go, so they are read on every request.
+  auto shared = std::make_shared<const HostFacts>(std::move(facts));
   router.add("GET", "/v1/node/topology",
-             [root, facts, held = std::move(held)](const api::Request&, api::Reply reply) {
-               const ForeignPins pins = read_foreign_pins(root, *facts, held ? held() : CpuSet{});
-               reply(api::json(200, topology_json(*facts, pins)));
+             [root, shared, held = std::move(held)](const api::Request&, api::Reply reply) {
+               const ForeignPins pins = read_foreign_pins(root, *shared, held ? held() : CpuSet{});
+               reply(api::json(200, topology_json(*shared, pins)));
              });
 }
 

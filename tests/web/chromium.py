@@ -232,7 +232,10 @@ class Browser:
         """Polls a page expression until it is truthy; returns (value, seconds waited)."""
         start = time.monotonic()
         while True:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError:  # between two documents there is no context to evaluate in
+                value = None
             if value:
                 return value, time.monotonic() - start
             if time.monotonic() - start > timeout_s:

@@ -108,7 +108,9 @@ TEST(TopologyRoute, DescribesPackagesNodesOfflineCpusAndForeignPins) {
   shape.pinned_groups = {container, own};
   ASSERT_TRUE(fixtures::write_sysroot(dir.path(), shape));
   api::Router router;
-  add_routes(router, Sysroot(dir.path()), [] { return *CpuSet::parse_list("2,10"); });
+  const Sysroot root(dir.path());
+  add_routes(router, root, probe_host(root, ProbeTarget::self()),
+             [] { return *CpuSet::parse_list("2,10"); });
   const api::Response answer = get(router, "/v1/node/topology");
   ASSERT_EQ(answer.status, 200) << answer.body;
   const auto doc = nlohmann::json::parse(answer.body);

@@ -359,6 +359,11 @@
     return [bar, el('div', {class: 'memtext'}, text)];
   }
 
+  // A table cell whose content is one block, so that the phone layout's label column stays aligned.
+  function cell(tag, attrs, ...children) {
+    return el(tag, attrs, el('div', {class: 'cell'}, ...children));
+  }
+
   function renderWorkloads() {
     const body = document.querySelector('#workloads tbody');
     const marks = workloadMarks();
@@ -372,21 +377,23 @@
       const row = el('tr', {tabindex: '0', 'data-workload': name, 'data-state': state,
                             'data-run-state': pick(w, 'run.state'),
                             'aria-pressed': model.highlight === name ? 'true' : 'false'},
-        el('th', {scope: 'row', 'data-label': 'Workload'},
+        cell('th', {scope: 'row', 'data-label': 'Workload'},
            el('span', {class: 'badge', style: '--c:' + mark.color}, el('span', null, mark.label)), name),
-        el('td', {'data-label': 'State'}, el('span', {class: 'state', 'data-state': state,
+        cell('td', {'data-label': 'State'}, el('span', {class: 'state', 'data-state': state,
                                                       'data-run-state': pick(w, 'run.state')},
            String(pick(w, 'state') ?? state) +
            (pick(w, 'run.state') && pick(w, 'run.state') !== state ? ' (' + pick(w, 'run.state') + ')' : ''))),
-        el('td', {'data-label': 'Verdict', class: 'verdict'}, String(workloadVerdict(w) || '—')),
-        el('td', {'data-label': 'Restarts', class: 'num'}, String(pick(w, 'restarts', 'restart_count') ?? 0)),
-        el('td', {'data-label': 'CPU', class: 'num'},
+        cell('td', {'data-label': 'Verdict', class: 'verdict'}, String(workloadVerdict(w) || '—'),
+           workloadVerdict(w) && pick(w, 'run.message') ? el('div', {class: 'why'}, String(pick(w, 'run.message'))) : null),
+        cell('td', {'data-label': 'Restarts', class: 'num'}, String(pick(w, 'restarts', 'restart_count') ?? 0)),
+        cell('td', {'data-label': 'CPU', class: 'num'},
            (quota != null ? Number(quota).toFixed(2) + ' quota' : 'no quota') + ' / ' +
            (use != null ? use.toFixed(2) + ' used' : '— used') +
            (cpus.length ? ' · CPUs ' + (pick(w, 'placement.cpus', 'cpuset', 'cpus_list') ?? '') : '')),
-        el('td', {'data-label': 'Memory'}, ...memoryCell(mem)),
-        el('td', {'data-label': 'Last 10 min'}, sparkline(name, mem.limit),
-           el('div', {class: 'sparktext'}, samples.length ? 'memory ─, CPU ┄' : '')));
+        cell('td', {'data-label': 'Memory'}, ...memoryCell(mem)),
+        cell('td', {'data-label': 'Last 10 min'}, sparkline(name, mem.limit),
+           el('div', {class: 'sparktext'}, samples.length < 2 ? '' :
+              samples.some((p) => p.cpu != null) ? 'memory ─, CPU ┄' : 'memory ─')));
       return row;
     });
     keepingFocus(() => body.replaceChildren(
