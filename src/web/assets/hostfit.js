@@ -497,11 +497,15 @@
     if (refreshAgain) { refreshAgain = false; return refresh(); }
   }
 
+  // The long poll in flight. A page left (or put in the back/forward cache) aborts it: a browser
+  // keeps six connections per server, and abandoned polls would hold them until they time out.
+  let poll = null;
   async function follow() {
     let delay = 500;
     for (;;) {
+      poll = new AbortController();
       try {
-        const r = await getJson('/v1/events?since=' + model.since + '&wait=' + kPollWaitS);
+        const r = await getJson('/v1/events?since=' + model.since + '&wait=' + kPollWaitS, poll.signal);
         const events = list(r, 'events', 'items');
         const next = pick(r, 'next', 'next_since', 'last_seq');
         if (addEvents(events)) {
@@ -513,6 +517,7 @@
         setStatus('live', 'live');
         delay = 500;
       } catch (err) {
+        if (poll.signal.aborted) return;
         setStatus('lost', 'reconnecting… (' + err.message + ')');
         await new Promise((ok) => setTimeout(ok, delay));
         delay = Math.min(delay * 2, 10000);
@@ -532,8 +537,15 @@
     renderEvents();
     await refresh();
     document.body.dataset.loaded = 'true';
-    setInterval(refresh, kRefreshMs);
+    let timer = setInterval(refresh, kRefreshMs);
     follow();
+    window.addEventListener('pagehide', () => { poll?.abort(); clearInterval(timer); });
+    window.addEventListener('pageshow', (e) => {
+      if (!e.persisted) return;  // back from the back/forward cache: catch up and follow again
+      timer = setInterval(refresh, kRefreshMs);
+      refresh();
+      follow();
+    });
   }
 
   window.hostfitPage = model;  // for tests and the curious: the page's state, read-only by convention
