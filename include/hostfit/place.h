@@ -191,6 +191,10 @@ struct ForeignPins {
 // `held` (hostfit's own groups, recorded in the ledger). Never fails: unreadable parts are
 // skipped and named in `warnings`.
 ForeignPins read_foreign_pins(const Sysroot& root, const HostFacts& facts, const CpuSet& held);
+// The same for a placement to be recorded in the ledger at `ledger_path`: hostfit's own holds there
+// are left out. A ledger that cannot be read leaves nothing out (placing then fails on it).
+ForeignPins read_foreign_pins(const Sysroot& root, const HostFacts& facts,
+                              const std::filesystem::path& ledger_path);
 
 // For `hostfit run` and the CLI: under the ledger lock, loads the ledger at path, places the
 // request for the probed process (never on CPUs others hold exclusively in `foreign`), records it

@@ -165,6 +165,7 @@ struct WorkloadRequest {
   std::optional<CpuSet> cpuset{};              // explicit CPUs
   std::optional<PlacementPolicy> placement{};  // or CPUs chosen by `place` for ceil(cpus)
   std::vector<int> placement_nodes{};          // PlacementPolicy::kNodes
+  bool ignore_foreign = false;                 // place over other tools' cpuset pins too
   std::filesystem::path ledger_path{};         // "" = default_ledger_path()
   std::optional<uint64_t> memory_max_bytes{};
   std::optional<uint64_t> memory_high_bytes{};

@@ -218,4 +218,10 @@ ForeignPins read_foreign_pins(const Sysroot& root, const HostFacts& facts, const
   return out;
 }
 
+ForeignPins read_foreign_pins(const Sysroot& root, const HostFacts& facts,
+                              const std::filesystem::path& ledger_path) {
+  auto ledger = Ledger::load(ledger_path);
+  return read_foreign_pins(root, facts, ledger ? ledger->held() : CpuSet{});
+}
+
 }  // namespace hostfit

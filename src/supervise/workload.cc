@@ -270,7 +270,11 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
     place_request.policy = *request.placement;
     place_request.nodes = request.placement_nodes;
     place_request.allowed_mems = placeable_mems(self);
-    auto placed = place_and_hold(ledger, self, place_request, name);
+    ForeignPins foreign;
+    if (!request.ignore_foreign) foreign = read_foreign_pins(root, self, ledger);
+    for (const std::string& w : foreign.warnings)
+      if (hooks.on_notice) hooks.on_notice("warning: " + w);
+    auto placed = place_and_hold(ledger, self, place_request, name, foreign);
     if (!placed) return fail(placed.error().wrap("cannot place '" + name + "'"));
     release.placed = true;
     limits.cpus = placed->cpus;

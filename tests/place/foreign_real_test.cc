@@ -106,5 +106,31 @@ TEST(ForeignPinsRealTest, SiblingV1ExclusiveCpusetIsNeverHandedOutAndShowNamesIt
   EXPECT_EQ(ignored.exit_code, 0) << ignored.err;
 }
 
+// `hostfit run --placement` reads the pins too: with CPU 0 held by another owner and the last CPU
+// pinned exclusively, there is no CPU left for it, and it says which pin took it instead of
+// handing out the pinned CPU (whose cpuset write the kernel would refuse).
+TEST(ForeignPinsRealTest, RunPlacementNeverTakesTheExclusivePin) {
+  RealExclusiveCpuset group;
+  if (!group.skip().empty()) GTEST_SKIP() << group.skip();
+  if (group.cpu() != 1) GTEST_SKIP() << "needs exactly 2 CPUs (the pin takes CPU 1)";
+  char ledger_dir[] = "/tmp/hostfit-foreign-XXXXXX";
+  ASSERT_NE(::mkdtemp(ledger_dir), nullptr);
+  const std::string ledger = std::string(ledger_dir) + "/ledger.json";
+  const std::vector<std::string> run = {
+      HOSTFIT_BIN, "run", "--placement", "balanced",          "--cpus",
+      "1",         "--",  "grep",        "Cpus_allowed_list", "/proc/self/status"};
+  const std::vector<std::string> env = {"HOSTFIT_LEDGER=" + ledger};
+  auto first = fixtures::run_command(run, env);
+  auto other = fixtures::run_command(
+      {HOSTFIT_BIN, "place", "--ledger", ledger, "--cpus", "1", "--owner", "other"});
+  auto second = fixtures::run_command(run, env);
+  std::filesystem::remove_all(ledger_dir);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_THAT(first.out, HasSubstr("Cpus_allowed_list:\t0\n"));
+  ASSERT_EQ(other.exit_code, 0) << other.err;
+  EXPECT_EQ(second.exit_code, 1) << second.out << second.err;
+  EXPECT_THAT(second.err, HasSubstr("CPU 1 is pinned"));
+}
+
 }  // namespace
 }  // namespace hostfit

@@ -166,6 +166,47 @@ TEST_F(Numa, PlaceThenRunBalancedBindsCpusMemsAndMemoryToThePlacement) {
   }
 }
 
+// `hostfit place -o taskset|numactl` applied by the real tools on each node of a multi-node
+// kernel: the started process runs on the placed CPUs, and numactl binds its memory to the placed
+// nodes (read back through `numactl --show`, as --membind is a policy, not the cpuset).
+TEST_F(Numa, RenderedPlacementsApplyOnEveryNode) {
+  const auto probe = hostfit_json({"probe"});
+  for (const auto& node : probe["topology"]["numa_nodes"]) {
+    const auto cpus = CpuSet::parse_list(node["cpus"].get<std::string>()).value_or(CpuSet{});
+    if (cpus.empty()) continue;  // a memory-only node
+    const std::string id = std::to_string(node["id"].get<int>());
+    SCOPED_TRACE("node " + id);
+    const std::vector<std::string> place = {"place", "--cpus", "1", "--policy", "nodes:" + id};
+    const auto j = hostfit_json(place, ledger_env());
+    for (const std::string tool : {"taskset", "numactl"}) {
+      auto args = place;
+      args.insert(args.end(), {"-o", tool});
+      const auto rendered = hostfit(args, ledger_env());
+      ASSERT_EQ(rendered.exit_code, 0) << rendered.err;
+      std::vector<std::string> argv = {tool};
+      std::istringstream words(rendered.out);
+      for (std::string w; words >> w;)
+        argv.push_back(w);
+      if (tool == "numactl") argv.push_back("--");
+      auto status = argv;
+      status.insert(status.end(), {"cat", "/proc/self/status"});
+      const auto run = fixtures::run_command(status);
+      ASSERT_EQ(run.exit_code, 0) << tool << ": " << run.err;
+      EXPECT_EQ(canonical(status_field(run.out, "Cpus_allowed_list")),
+                canonical(j["cpus"].get<std::string>()))
+          << tool;
+      if (tool != "numactl") continue;
+      argv.insert(argv.end(), {"numactl", "--show"});
+      const auto show = fixtures::run_command(argv);
+      ASSERT_EQ(show.exit_code, 0) << show.err;
+      EXPECT_NE(show.out.find("policy: bind"), std::string::npos) << show.out;
+      EXPECT_NE(show.out.find("membind: " + id + " \n"), std::string::npos)
+          << "placed mems " << j["mems"] << "; numactl --show:\n"
+          << show.out;
+    }
+  }
+}
+
 TEST_F(Numa, BalancedPrefersNodesOfOnePackage) {
   // Two CPUs fit in one package of every NUMA shape: the placement must not cross sockets.
   const auto probe = hostfit_json({"probe"});
