@@ -81,6 +81,9 @@ struct SpawnSpec {
   std::optional<gid_t> gid{};  // also the only supplementary group
   std::string stdout_path{};   // appended to (made 0640); "" = inherited
   std::string stderr_path{};
+  // Every descriptor above stderr is closed at exec: a daemon's listening sockets and watches
+  // must not live on in its workloads (they would outlive a killed daemon).
+  bool close_other_fds = false;
 };
 
 // One OOM-kill record of the kernel log, as /dev/kmsg gives it:
@@ -176,6 +179,11 @@ struct WorkloadRequest {
   WorkloadShape shape{};            // sandbox runtime and instances per worker for the plan
   std::vector<std::string> env{};   // the environment to start from
   std::chrono::milliseconds stop_timeout{10000};
+  // Where --placement holds and releases CPUs: the file ledger when unset; the CLI sets them to
+  // the daemon's ledger (its API) when a daemon runs.
+  std::function<Result<Placement>(const PlacementRequest&, const std::string& owner)>
+      hold_placement{};
+  std::function<void(const std::string& owner)> release_placement{};
 };
 
 // What the workload got, resolved before it starts.

@@ -39,11 +39,8 @@ std::string bytes_cell(const json& j) {
 std::string state_line(const json& w) {
   std::string line = cell(at(w, "state"));
   if (at(w, "pid").is_number()) return line + " (pid " + cell(at(w, "pid")) + ")";
-  const json& run = at(w, "run");
-  if (at(run, "verdict").is_string() && at(run, "verdict") != at(w, "state")) {
-    line += ": " + cell(at(run, "verdict"));
-    if (at(run, "reason").is_string()) line += " (" + cell(at(run, "reason")) + ")";
-  }
+  const json& verdict = at(at(w, "run"), "verdict");
+  if (verdict.is_string() && verdict != at(w, "state")) line += ": " + cell(verdict);
   return line;
 }
 
@@ -59,9 +56,7 @@ std::string cpus_cell(const json& w) {
 std::string verdict_cell(const json& w) {
   const json& run = at(w, "run");
   if (run.is_null()) return "-";
-  std::string v = cell(at(run, "verdict"));
-  if (at(run, "reason").is_string()) v += " (" + at(run, "reason").get<std::string>() + ")";
-  return v;
+  return cell(at(run, "verdict"));
 }
 
 int run_ps(const ClientFlags& f) {
@@ -132,13 +127,10 @@ Result<json> workload_body(const CreateOptions& o) {
   if (r->cpuset) body["cpuset"] = r->cpuset->to_list();
   if (!o.w.placement.empty()) body["placement"] = o.w.placement;
   if (r->memory_max_bytes) body["memory"] = *r->memory_max_bytes;
-  if (r->memory_high_bytes) body["memory_high"] = *r->memory_high_bytes;
   if (r->pids_max) body["pids"] = *r->pids_max;
   auto cache = size_flag("--cache-limit", o.w.cache_limit);
   if (!cache) return fail(cache.error());
   if (*cache) body["cache_limit"] = **cache;
-  if (!o.w.runtime.empty() || !o.w.profile.empty()) body["runtime"] = r->shape.runtime.name;
-  if (!o.w.plugins.empty()) body["plugins"] = r->shape.instances_per_worker;
   if (!o.restart.empty()) {
     if (o.restart != "never" && o.restart != "on-failure" && o.restart != "always") {
       return fail(ErrorKind::kUsage,
@@ -234,7 +226,7 @@ int run_reload(const ClientFlags& f) {
     }
     return kExitFailure;
   }
-  std::cout << "reloaded\n";
+  std::cout << "reloaded " << cell(at(*answer, "config_dir")) << "\n";
   return kExitOk;
 }
 
@@ -279,7 +271,7 @@ void add_client_commands(CLI::App& app, Commands& commands) {
     cmd->add_option("name", o->name, "The workload's name (also its cgroup's)")
         ->required()
         ->type_name("NAME");
-    add_workload_flags(*cmd, o->w);
+    add_workload_flags(*cmd, o->w, WorkloadFlagSet::kDaemon);
     cmd->add_option("--env", o->env, "Set an environment variable (repeatable)")
         ->type_name("KEY=VALUE");
     cmd->add_option("--user", o->user, "Run as this user and its primary group (default root)")

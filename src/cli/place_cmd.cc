@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "daemon_ledger.h"
 #include "hostfit/place.h"
 #include "hostfit/probe.h"
 
@@ -160,6 +161,16 @@ int show(const PlaceOptions& o) {
 }
 
 int release(const PlaceOptions& o) {
+  if (auto socket = daemon_ledger_socket(o.ledger)) {
+    if (auto st = daemon_release(*socket, o.release); !st) return report(st.error());
+    if (json_output(o)) {
+      print_json(std::cout, {{"released", o.release}, {"daemon", *socket}});
+    } else {
+      std::cout << "released the CPUs of " << o.release << " from the daemon's ledger (" << *socket
+                << ")\n";
+    }
+    return kExitOk;
+  }
   const std::string path = ledger_path(o);
   auto hold = release_hold(path, o.release);
   if (!hold) return report(hold.error());
@@ -206,7 +217,10 @@ int run_place(const PlaceOptions& o, bool cpus_given, bool cores_given) {
   if (!ledger) return report(ledger.error());
   const ForeignPins foreign = foreign_pins(o, *facts, *ledger);
   Result<Placement> placed;
-  if (!o.owner.empty()) {
+  const auto daemon = o.owner.empty() ? std::nullopt : daemon_ledger_socket(o.ledger);
+  if (daemon) {
+    placed = daemon_hold(*daemon, req, o.owner);
+  } else if (!o.owner.empty()) {
     placed = place_and_hold(path, *facts, req, o.owner, foreign);
   } else {
     req.allowed_mems = placeable_mems(*facts);
@@ -233,10 +247,10 @@ int run_place(const PlaceOptions& o, bool cpus_given, bool cores_given) {
     nlohmann::json j = to_json(*placed);
     j["owner"] = o.owner.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.owner);
     j["recorded"] = !o.owner.empty();
-    j["ledger"] = path;
+    j["ledger"] = daemon ? "daemon " + *daemon : path;
     print_json(std::cout, j);
   } else {
-    print_placement(*placed, o.owner, path);
+    print_placement(*placed, o.owner, daemon ? "the daemon's ledger (" + *daemon + ")" : path);
   }
   return kExitOk;
 }

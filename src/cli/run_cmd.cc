@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "daemon_ledger.h"
 #include "hostfit/cache.h"
 #include "hostfit/supervise.h"
 
@@ -74,6 +75,18 @@ Result<WorkloadRequest> to_request(const RunOptions& o) {
   r->export_env = !o.no_env;
   for (char** e = environ; *e; ++e)
     r->env.emplace_back(*e);
+  // `run` has no --ledger: $HOSTFIT_LEDGER names a file ledger, else a running daemon's wins.
+  if (r->placement) {
+    if (auto socket = daemon_ledger_socket("")) {
+      r->hold_placement = [socket = *socket](const PlacementRequest& req,
+                                             const std::string& owner) {
+        return daemon_hold(socket, req, owner);
+      };
+      r->release_placement = [socket = *socket](const std::string& owner) {
+        (void)daemon_release(socket, owner);
+      };
+    }
+  }
   return r;
 }
 
@@ -140,7 +153,7 @@ void add_run_command(CLI::App& app, Commands& commands) {
       "Run one workload in the foreground inside a cgroup hostfit creates, limited and sized "
       "for it, and say what really ended it (exit code, signal, or the kernel OOM killer).");
   cmd->add_option("--name", o->name, "Name of the workload and its cgroup (default CMD-PID)");
-  add_workload_flags(*cmd, o->w);
+  add_workload_flags(*cmd, o->w, WorkloadFlagSet::kForeground);
   cmd->add_flag("--ignore-foreign", o->ignore_foreign,
                 "With --placement: also use CPUs that other tools pinned (docker --cpuset-cpus, "
                 "systemd AllowedCPUs=, taskset); by default only free CPUs are placed");

@@ -84,7 +84,7 @@ Result<WorkloadRequest> request_from_flags(const WorkloadFlags& o) {
   return r;
 }
 
-void add_workload_flags(CLI::App& cmd, WorkloadFlags& o) {
+void add_workload_flags(CLI::App& cmd, WorkloadFlags& o, WorkloadFlagSet set) {
   cmd.add_option("--cpus", o.cpus, "CPU quota in CPUs, e.g. 0.5 or 2 (quota over 100 ms)")
       ->type_name("N");
   cmd.add_option("--cpuset", o.cpuset, "CPUs the workload may run on, e.g. 0-3,8")
@@ -95,9 +95,11 @@ void add_workload_flags(CLI::App& cmd, WorkloadFlags& o) {
       ->type_name("POLICY");
   cmd.add_option("--memory", o.memory, "Memory limit, e.g. 64Mi or 1.5G (also caps swap)")
       ->type_name("SIZE");
-  cmd.add_option("--memory-high", o.memory_high,
-                 "Memory throttle point (memory.high, cgroup v2 only)")
-      ->type_name("SIZE");
+  if (set == WorkloadFlagSet::kForeground) {
+    cmd.add_option("--memory-high", o.memory_high,
+                   "Memory throttle point (memory.high, cgroup v2 only)")
+        ->type_name("SIZE");
+  }
   cmd.add_option("--pids", o.pids, "Most processes and threads the workload may have")
       ->type_name("N");
   cmd.add_option("--stop-timeout", o.stop_timeout,
@@ -110,6 +112,7 @@ void add_workload_flags(CLI::App& cmd, WorkloadFlags& o) {
                  "wakes hostfit to reclaim at once); never OOM-kills, tmpfs is never counted or "
                  "reclaimed")
       ->type_name("SIZE");
+  if (set == WorkloadFlagSet::kDaemon) return;
   cmd.add_option("--runtime", o.runtime,
                  "Sandbox runtime whose per-instance costs size {workers} (as hostfit plan)");
   cmd.add_option("--profile", o.profile,

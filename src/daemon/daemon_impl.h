@@ -130,6 +130,7 @@ struct Daemon::Impl {
   Status remove_workload(const std::string& name);
   std::vector<ConfigError> load_config(bool initial);
   Result<Placement> place_for(const WorkloadSpec& spec);
+  Result<Placement> place_request(PlacementRequest request, const std::string& owner);
 
   // attach.cc
   Result<std::shared_ptr<Attachment>> attach(const AttachmentRow& row, bool record);

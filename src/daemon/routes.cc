@@ -346,48 +346,66 @@ void Daemon::Impl::add_routes(api::Router& router) {
         200, {{"holds", list}, {"placeable", all.to_list()}, {"free", (all - held).to_list()}}));
   });
 
-  // `hostfit place` through the daemon: the same engine, the daemon's ledger.
+  // `hostfit place --owner` and `hostfit run --placement` through the daemon: the same engine
+  // and request fields as the CLI's, on the daemon's ledger.
   router.add("POST", "/v1/placements", [this](const api::Request& req, api::Reply reply) {
     auto body = api::parse_object(req);
     if (!body) return reply(api::error(400, body.error().message));
+    PlacementRequest request;
+    std::string owner;
     for (const auto& [k, v] : body->items()) {
-      if (k != "owner" && k != "cpus" && k != "policy") {
-        return reply(api::error(
-            400, "unknown key \"" + escape_bytes(k) + "\" (known: owner, cpus, policy)"));
+      const auto positive = [&](int& out) {
+        if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 65536) {
+          return false;
+        }
+        out = static_cast<int>(v.get<int64_t>());
+        return true;
+      };
+      Status st;
+      if (k == "owner" && v.is_string() && !v.get<std::string>().empty()) {
+        owner = v.get<std::string>();
+      } else if (k == "cpus" && positive(request.cpus)) {
+      } else if (k == "cores" && positive(request.cores)) {
+      } else if (k == "policy" && v.is_string()) {
+        auto p = parse_policy(v.get<std::string>(), &request.nodes);
+        if (!p) return reply(api::error(400, "bad \"policy\": " + p.error().message));
+        request.policy = *p;
+      } else if (k == "smt" && v.is_string()) {
+        auto p = parse_smt(v.get<std::string>());
+        if (!p) return reply(api::error(400, "bad \"smt\": " + p.error().message));
+        request.smt = *p;
+      } else if (k == "mems" && v.is_string()) {
+        auto p = parse_mems(v.get<std::string>(), &request.mems_list);
+        if (!p) return reply(api::error(400, "bad \"mems\": " + p.error().message));
+        request.mems = *p;
+      } else {
+        return reply(api::error(400, "bad or unknown key \"" + escape_bytes(k) +
+                                         "\" (known: owner, a string; cpus or cores, 1 or more; "
+                                         "policy, smt, mems, strings as for hostfit place)"));
       }
     }
-    const json& owner = (*body)["owner"];
-    const json& cpus = (*body)["cpus"];
-    if (!owner.is_string() || owner.get<std::string>().empty()) {
-      return reply(api::error(400, "bad \"owner\": give a non-empty string"));
+    if (owner.empty()) return reply(api::error(400, "missing \"owner\""));
+    if ((request.cpus > 0) == (request.cores > 0)) {
+      return reply(api::error(400, "give exactly one of \"cpus\" and \"cores\""));
     }
-    if (!cpus.is_number_unsigned() || cpus.get<uint64_t>() == 0 || cpus.get<uint64_t>() > 65536) {
-      return reply(api::error(400, "bad \"cpus\": give a whole number of CPUs, 1 or more"));
+    if (workloads.contains(owner)) {
+      return reply(
+          api::error(409, "'" + owner + "' is a workload: its CPUs are placed when it starts"));
     }
-    WorkloadSpec spec;
-    spec.name = owner.get<std::string>();
-    spec.cpus = static_cast<double>(cpus.get<uint64_t>());
-    spec.placement = PlacementPolicy::kBalanced;
-    if (body->contains("policy")) {
-      if (!(*body)["policy"].is_string())
-        return reply(api::error(400, "bad \"policy\": give a string"));
-      auto p = parse_policy((*body)["policy"].get<std::string>(), &spec.placement_nodes);
-      if (!p) return reply(api::error(400, "bad \"policy\": " + p.error().message));
-      spec.placement = *p;
-    }
-    auto placed = place_for(spec);
+    auto placed = place_request(request, owner);
     if (!placed) return reply(error_of(placed.error()));
     auto st = store->transaction([&](Store& s) -> Status {
-      if (auto h = s.hold({spec.name, placed->cpus.to_list(), placed->mems.to_list()}); !h)
-        return h;
-      auto e = event("placement.held", spec.name,
-                     "'" + spec.name + "' holds CPUs " + placed->cpus.to_list(),
-                     {{"cpus", placed->cpus.to_list()}, {"mems", placed->mems.to_list()}});
+      if (auto h = s.hold({owner, placed->cpus.to_list(), placed->mems.to_list()}); !h) return h;
+      auto e =
+          event("placement.held", owner, "'" + owner + "' holds CPUs " + placed->cpus.to_list(),
+                {{"cpus", placed->cpus.to_list()}, {"mems", placed->mems.to_list()}});
       return e ? Status{} : fail(e.error());
     });
     if (!st) return reply(error_of(st.error()));
     publish();
-    reply(api::json(201, {{"owner", spec.name}, {"placement", to_json(*placed)}}));
+    json out = to_json(*placed);
+    out["owner"] = owner;
+    reply(api::json(201, out));
   });
 
   router.add("DELETE", "/v1/placements/{owner}", [this](const api::Request& req, api::Reply reply) {
@@ -426,7 +444,8 @@ void Daemon::Impl::add_routes(api::Router& router) {
         row.name = v.get<std::string>();
       } else if (k == "cgroup" && v.is_string()) {
         row.cgroup = v.get<std::string>();
-      } else if (k == "cache_limit" && (v.is_string() || v.is_number_unsigned())) {
+      } else if (k == "cache_limit" &&
+                 (v.is_string() || (v.is_number_integer() && v.get<int64_t>() >= 0))) {
         auto bytes =
             v.is_string() ? parse_bytes(v.get<std::string>()) : Result<uint64_t>(v.get<uint64_t>());
         if (!bytes) return reply(api::error(400, "bad \"cache_limit\": " + bytes.error().message));
@@ -504,6 +523,17 @@ void Daemon::Impl::add_routes(api::Router& router) {
       polls.erase(it);
       poll->reply(api::json(200, {{"events", json::array()}, {"next", poll->since}}));
     });
+  });
+
+  // `hostfit reload`: what SIGHUP does, with the files that did not load in the answer.
+  router.add("POST", "/v1/reload", [this](const api::Request&, api::Reply reply) {
+    if (options.config_dir.empty()) {
+      return reply(api::error(409, "this daemon has no --config directory to reload"));
+    }
+    json errors = json::array();
+    for (const ConfigError& e : load_config(false))
+      errors.push_back({{"file", e.file}, {"line", e.line}, {"message", e.message}});
+    reply(api::json(200, {{"config_dir", options.config_dir.string()}, {"errors", errors}}));
   });
 
   router.add("GET", "/metrics", [this](const api::Request&, api::Reply reply) {

@@ -37,7 +37,7 @@ std::unexpected<Error> bad(std::string_view key, std::string what) {
 // A size: "64Mi", "1.5G" or a whole number of bytes, at least `min`.
 Result<uint64_t> size_of(const json& v, std::string_view key, uint64_t min) {
   uint64_t bytes = 0;
-  if (v.is_number_unsigned()) {
+  if (v.is_number_integer() && v.get<int64_t>() >= 0) {
     bytes = v.get<uint64_t>();
   } else if (v.is_string()) {
     auto parsed = parse_bytes(v.get<std::string>());

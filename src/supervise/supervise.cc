@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -250,6 +251,11 @@ Result<Spawned> spawn_in_group(CgroupDriver& driver, const Cgroup& group, const 
     if (spec.uid && ::setuid(*spec.uid) != 0) child_fail(exec_write.fd, -errno);
     if (out.fd >= 0 && ::dup2(out.fd, STDOUT_FILENO) < 0) child_fail(exec_write.fd, -errno);
     if (err.fd >= 0 && ::dup2(err.fd, STDERR_FILENO) < 0) child_fail(exec_write.fd, -errno);
+    if (spec.close_other_fds &&
+        ::syscall(SYS_close_range, 3U, ~0U, static_cast<unsigned>(CLOSE_RANGE_CLOEXEC)) != 0) {
+      for (int fd = 3; fd < 65536; ++fd)  // kernels before 5.11
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
     for (int sig = 1; sig < NSIG; ++sig)
       ::signal(sig, SIG_DFL);
     sigset_t none;

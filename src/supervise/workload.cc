@@ -250,13 +250,15 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
     CgroupDriver& driver;
     Cgroup group;  // a copy: `run` is moved into the result before this runs
     std::filesystem::path ledger;
+    std::function<void(const std::string&)> release_placement;
     bool placed = false;
     ~Release() {
       (void)driver.remove(group);
       driver.remove_parents_if_empty();
-      if (placed) (void)release_hold(ledger, group.name);
+      if (placed && release_placement) release_placement(group.name);
+      if (placed && !release_placement) (void)release_hold(ledger, group.name);
     }
-  } release{**driver, run.group, ledger};
+  } release{**driver, run.group, ledger, request.release_placement};
 
   CgroupLimits& limits = run.limits;
   if (request.cpus) {
@@ -274,7 +276,9 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
     if (!request.ignore_foreign) foreign = read_foreign_pins(root, self, ledger);
     for (const std::string& w : foreign.warnings)
       if (hooks.on_notice) hooks.on_notice("warning: " + w);
-    auto placed = place_and_hold(ledger, self, place_request, name, foreign);
+    auto placed = request.hold_placement
+                      ? request.hold_placement(place_request, name)
+                      : place_and_hold(ledger, self, place_request, name, foreign);
     if (!placed) return fail(placed.error().wrap("cannot place '" + name + "'"));
     release.placed = true;
     limits.cpus = placed->cpus;

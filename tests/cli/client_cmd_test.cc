@@ -168,7 +168,7 @@ TEST_F(ClientCommandTest, CreateWithABadFlagSendsNothingAndExits2) {
       {"create", "etl", "--cpus", "two", "--", "true"},
       {"create", "etl", "--restart", "sometimes", "--", "true"},
       {"create", "etl", "--env", "=x", "--", "true"},
-      {"create", "etl", "--plugins", "4", "--", "true"},
+      {"create", "etl", "--memory-high", "4Mi", "--", "true"},
       {"create", "etl"},
   };
   for (const auto& args : bad) {
@@ -207,7 +207,7 @@ TEST_F(ClientCommandTest, NamesArePathSegmentsAndRmForceAsksToStopFirst) {
   serve();
   auto r = hostfit({"stop", "a b"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, "a b: stopped: signaled (stopped)\n");
+  EXPECT_EQ(r.out, "a b: stopped: signaled\n");
   EXPECT_EQ(seen().back().target, "/v1/workloads/a%20b/stop");
   EXPECT_EQ(seen().back().params.at("name"), "a b");
   r = hostfit({"rm", "--force", "etl"});

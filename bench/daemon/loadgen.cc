@@ -1,0 +1,143 @@
+// hostfit-loadgen SOCKET TARGET CLIENTS SECONDS: CLIENTS threads, each on its own keep-alive
+// connection to the Unix socket, send `GET TARGET` back to back for SECONDS and time each answer.
+// Prints one line: "requests=N seconds=S rps=R p50_us=A p99_us=B errors=E bytes=B".
+// Plain blocking sockets and threads: the load generator should cost less than what it measures.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int connect_to(const char* path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path, sizeof addr.sun_path - 1);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Reads one response with a Content-Length body; its status, or -1 when the connection ended.
+int read_response(int fd, std::string& buffer, size_t* bytes) {
+  char chunk[65536];
+  while (true) {
+    const size_t end = buffer.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      size_t length = 0;
+      for (size_t at = buffer.find('\n'); at < end; at = buffer.find('\n', at + 1)) {
+        if (strncasecmp(buffer.c_str() + at + 1, "content-length:", 15) == 0)
+          length = std::strtoul(buffer.c_str() + at + 16, nullptr, 10);
+      }
+      if (buffer.size() >= end + 4 + length) {
+        const int status = std::atoi(buffer.c_str() + 9);
+        *bytes += end + 4 + length;
+        buffer.erase(0, end + 4 + length);
+        return status;
+      }
+    }
+    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) return -1;
+    buffer.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+struct Client {
+  std::vector<uint32_t> latencies_us;
+  size_t errors = 0;
+  size_t bytes = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: hostfit-loadgen SOCKET TARGET CLIENTS SECONDS\n");
+    return 2;
+  }
+  const char* socket_path = argv[1];
+  const std::string request = std::string("GET ") + argv[2] + " HTTP/1.1\r\nHost: bench\r\n\r\n";
+  const int clients = std::atoi(argv[3]);
+  const double seconds = std::atof(argv[4]);
+  if (clients < 1 || clients > 10000 || seconds <= 0) {
+    std::fprintf(stderr, "hostfit-loadgen: give 1..10000 clients and a positive duration\n");
+    return 2;
+  }
+  std::vector<Client> results(static_cast<size_t>(clients));
+  std::vector<std::thread> threads;
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  Clock::time_point deadline;
+  for (int i = 0; i < clients; ++i) {
+    threads.emplace_back([&, i] {
+      Client& me = results[static_cast<size_t>(i)];
+      int fd = connect_to(socket_path);
+      std::string buffer;
+      ++ready;
+      while (!go.load()) std::this_thread::yield();
+      while (Clock::now() < deadline) {
+        if (fd < 0 && (fd = connect_to(socket_path)) < 0) {
+          ++me.errors;
+          continue;
+        }
+        const auto start = Clock::now();
+        if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+            static_cast<ssize_t>(request.size())) {
+          ++me.errors;
+          ::close(fd);
+          fd = -1;
+          continue;
+        }
+        const int status = read_response(fd, buffer, &me.bytes);
+        if (status != 200) {
+          ++me.errors;
+          if (status < 0) {
+            ::close(fd);
+            fd = -1;
+            buffer.clear();
+          }
+          continue;
+        }
+        me.latencies_us.push_back(static_cast<uint32_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count()));
+      }
+      if (fd >= 0) ::close(fd);
+    });
+  }
+  while (ready.load() < clients) std::this_thread::yield();
+  const auto started = Clock::now();
+  deadline = started + std::chrono::duration_cast<Clock::duration>(
+                           std::chrono::duration<double>(seconds));
+  go = true;
+  for (auto& t : threads) t.join();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+  std::vector<uint32_t> all;
+  size_t errors = 0;
+  size_t bytes = 0;
+  for (const Client& c : results) {
+    all.insert(all.end(), c.latencies_us.begin(), c.latencies_us.end());
+    errors += c.errors;
+    bytes += c.bytes;
+  }
+  std::sort(all.begin(), all.end());
+  const auto pct = [&](double p) -> uint32_t {
+    return all.empty() ? 0 : all[std::min(all.size() - 1, static_cast<size_t>(p * all.size()))];
+  };
+  std::printf("requests=%zu seconds=%.2f rps=%.0f p50_us=%u p99_us=%u errors=%zu bytes=%zu\n",
+              all.size(), elapsed, all.size() / elapsed, pct(0.50), pct(0.99), errors, bytes);
+  return 0;
+}
