@@ -908,6 +908,8 @@ void Daemon::shutdown() {
     // Groups stay: their workloads keep running for the next daemon.
     if (w->group) impl_->driver->settle(*w->group);
   }
+  // The default parents go when nothing runs in them any more (a --cgroup-parent stays).
+  impl_->driver->remove_parents_if_empty();
   for (auto& [name, a] : impl_->attachments) {
     a->sample_timer.cancel();
     a->recheck_timer.cancel();

@@ -90,7 +90,12 @@ Status serve_daemon(const DaemonServeOptions& o) {
   asio::io_context io;
   asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
   ::signal(SIGPIPE, SIG_IGN);
-  auto daemon = Daemon::open(io, o.daemon);
+  DaemonOptions options = o.daemon;
+  // Logs and the store are named by absolute paths in answers and in the store itself.
+  options.state_dir = std::filesystem::absolute(options.state_dir);
+  if (!options.config_dir.empty())
+    options.config_dir = std::filesystem::absolute(options.config_dir);
+  auto daemon = Daemon::open(io, options);
   if (!daemon) return fail(daemon.error());
   api::Router router;
   (*daemon)->add_routes(router);
