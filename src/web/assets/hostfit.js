@@ -528,14 +528,13 @@
   async function start() {
     document.querySelector('#workloads tbody').addEventListener('click', onWorkloadActivate);
     document.querySelector('#workloads tbody').addEventListener('keydown', onWorkloadActivate);
-    try {
-      // The history first (without waiting), then the page, then the live feed.
-      addEvents(list(await getJson('/v1/events?since=0&wait=0'), 'events', 'items'));
-    } catch (err) {
-      setStatus('lost', 'cannot read events: ' + err.message);
-    }
+    // The event history and the documents side by side (one round trip before the first full
+    // draw), then the live feed from where the history ends.
+    const history = getJson('/v1/events?since=0&wait=0').then(
+        (r) => addEvents(list(r, 'events', 'items')),
+        (err) => setStatus('lost', 'cannot read events: ' + err.message));
+    await Promise.all([history, refresh()]);
     renderEvents();
-    await refresh();
     document.body.dataset.loaded = 'true';
     let timer = setInterval(refresh, kRefreshMs);
     follow();
