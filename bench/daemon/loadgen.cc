@@ -1,6 +1,8 @@
 // hostfit-loadgen SOCKET TARGET CLIENTS SECONDS: CLIENTS threads, each on its own keep-alive
 // connection to the Unix socket, send `GET TARGET` back to back for SECONDS and time each answer.
 // Prints one line: "requests=N seconds=S rps=R p50_us=A p99_us=B errors=E bytes=B".
+// hostfit-loadgen --wait SOCKET SECONDS: tries `GET /healthz` every 0.2 ms until it answers 200
+// (exit 0) or SECONDS pass (exit 1), for timing a restart without a process per attempt.
 // Plain blocking sockets and threads: the load generator should cost less than what it measures.
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -64,7 +66,29 @@ struct Client {
 
 }  // namespace
 
+int wait_healthy(const char* socket_path, double seconds) {
+  const std::string request = "GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n";
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(seconds));
+  while (Clock::now() < deadline) {
+    const int fd = connect_to(socket_path);
+    if (fd >= 0) {
+      std::string buffer;
+      size_t bytes = 0;
+      const bool sent = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+                        static_cast<ssize_t>(request.size());
+      const int status = sent ? read_response(fd, buffer, &bytes) : -1;
+      ::close(fd);
+      if (status == 200) return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return 1;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 4 && std::strcmp(argv[1], "--wait") == 0)
+    return wait_healthy(argv[2], std::atof(argv[3]));
   if (argc != 5) {
     std::fprintf(stderr, "usage: hostfit-loadgen SOCKET TARGET CLIENTS SECONDS\n");
     return 2;
@@ -88,7 +112,8 @@ int main(int argc, char** argv) {
       int fd = connect_to(socket_path);
       std::string buffer;
       ++ready;
-      while (!go.load()) std::this_thread::yield();
+      while (!go.load())
+        std::this_thread::yield();
       while (Clock::now() < deadline) {
         if (fd < 0 && (fd = connect_to(socket_path)) < 0) {
           ++me.errors;
@@ -118,12 +143,14 @@ int main(int argc, char** argv) {
       if (fd >= 0) ::close(fd);
     });
   }
-  while (ready.load() < clients) std::this_thread::yield();
+  while (ready.load() < clients)
+    std::this_thread::yield();
   const auto started = Clock::now();
-  deadline = started + std::chrono::duration_cast<Clock::duration>(
-                           std::chrono::duration<double>(seconds));
+  deadline =
+      started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   go = true;
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
   std::vector<uint32_t> all;
   size_t errors = 0;

@@ -1,4 +1,5 @@
 // The Beast server: one Session per connection, all on the caller's io_context thread.
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -53,6 +54,15 @@ struct Core {
   std::unordered_set<SessionBase*> sessions;
   bool closed = false;
 };
+
+// Asio opens and accepts sockets without O_CLOEXEC. The daemon forks workloads from the loop's
+// thread, so marking each descriptor right after it is made keeps them out of every child: a
+// workload holding the listening socket would keep a dead daemon's socket "live" and queue clients
+// there forever.
+void close_on_exec(int fd) {
+  const int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
 
 std::string_view view(beast::string_view s) {
   return {s.data(), s.size()};
@@ -343,6 +353,7 @@ void accept_next(std::shared_ptr<Core> core, std::shared_ptr<typename Protocol::
           });
           return;
         }
+        close_on_exec(socket.native_handle());
         if (core->sessions.size() >= core->options.max_connections) {
           beast::error_code ignored;
           socket.close(ignored);
@@ -422,6 +433,7 @@ Status Server::listen_unix(const std::string& path, unsigned mode) {
   auto acceptor = std::make_shared<Local::acceptor>(impl_->io);
   beast::error_code ec;
   acceptor->open(Local(), ec);
+  if (!ec) close_on_exec(acceptor->native_handle());
   if (!ec) acceptor->bind(Local::endpoint(path), ec);
   if (ec) return fail(Error::from_errno(ec.value(), "bind", path));
   // Before listen(), so no one connects through a mode wider than asked.
@@ -451,6 +463,7 @@ Status Server::listen_tcp(const std::string& address, std::uint16_t port, std::s
   const std::string where = address + ":" + std::to_string(port);
   auto acceptor = std::make_shared<Tcp::acceptor>(impl_->io);
   acceptor->open(endpoint.protocol(), ec);
+  if (!ec) close_on_exec(acceptor->native_handle());
   if (!ec) acceptor->set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) acceptor->bind(endpoint, ec);
   if (!ec) acceptor->listen(net::socket_base::max_listen_connections, ec);

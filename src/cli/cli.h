@@ -62,6 +62,7 @@ struct WorkloadFlags {
   std::string cpus;
   std::string cpuset;
   std::string placement;
+  bool ignore_foreign = false;  // kForeground: --ignore-foreign
   std::string memory;
   std::string memory_high;
   std::string pids;

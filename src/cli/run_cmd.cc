@@ -16,7 +16,6 @@ namespace {
 struct RunOptions {
   std::string name;
   WorkloadFlags w;
-  bool ignore_foreign = false;  // run only: the daemon's workload shape has no such key
   std::string report_file;
   std::string cgroup_parent;
   std::string cache_interval = "50ms";
@@ -70,7 +69,6 @@ Result<WorkloadRequest> to_request(const RunOptions& o) {
   auto r = request_from_flags(o.w);
   if (!r) return fail(r.error());
   r->name = o.name;
-  r->ignore_foreign = o.ignore_foreign && r->placement.has_value();
   r->cgroup_parent = o.cgroup_parent;
   r->export_env = !o.no_env;
   for (char** e = environ; *e; ++e)
@@ -154,9 +152,6 @@ void add_run_command(CLI::App& app, Commands& commands) {
       "for it, and say what really ended it (exit code, signal, or the kernel OOM killer).");
   cmd->add_option("--name", o->name, "Name of the workload and its cgroup (default CMD-PID)");
   add_workload_flags(*cmd, o->w, WorkloadFlagSet::kForeground);
-  cmd->add_flag("--ignore-foreign", o->ignore_foreign,
-                "With --placement: also use CPUs that other tools pinned (docker --cpuset-cpus, "
-                "systemd AllowedCPUs=, taskset); by default only free CPUs are placed");
   cmd->add_option("--report", o->report_file, "Write the run's JSON record to FILE at the end")
       ->type_name("FILE");
   cmd->add_option("--cgroup-parent", o->cgroup_parent,

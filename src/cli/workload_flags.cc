@@ -60,6 +60,7 @@ Result<WorkloadRequest> request_from_flags(const WorkloadFlags& o) {
     if (!policy) return fail(policy.error().wrap("bad --placement"));
     r.placement = *policy;
     r.placement_nodes = nodes;
+    r.ignore_foreign = o.ignore_foreign;
   }
   auto memory = size_flag("--memory", o.memory);
   if (!memory) return fail(memory.error());
@@ -95,6 +96,11 @@ void add_workload_flags(CLI::App& cmd, WorkloadFlags& o, WorkloadFlagSet set) {
       ->type_name("POLICY");
   cmd.add_option("--memory", o.memory, "Memory limit, e.g. 64Mi or 1.5G (also caps swap)")
       ->type_name("SIZE");
+  if (set == WorkloadFlagSet::kForeground) {
+    cmd.add_flag("--ignore-foreign", o.ignore_foreign,
+                 "With --placement: also use CPUs that other tools pinned (docker --cpuset-cpus, "
+                 "systemd AllowedCPUs=, taskset); by default only free CPUs are placed");
+  }
   if (set == WorkloadFlagSet::kForeground) {
     cmd.add_option("--memory-high", o.memory_high,
                    "Memory throttle point (memory.high, cgroup v2 only)")

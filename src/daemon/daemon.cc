@@ -27,6 +27,9 @@ using nlohmann::json;
 constexpr auto kCounterGrace = std::chrono::milliseconds(100);
 constexpr auto kRecheckEvery = std::chrono::milliseconds(2);
 constexpr auto kRecheckWindow = std::chrono::milliseconds(250);
+// Without the victim's name in the kernel log, how long a counted kill waits to see whether the
+// main process dies of it (as `hostfit run` waits) before it is told as another process's.
+constexpr auto kVictimGrace = std::chrono::milliseconds(100);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(60'000);
 constexpr int64_t kPeriodUs = 100000;
 
@@ -380,36 +383,55 @@ void Daemon::Impl::arm_oom(const std::shared_ptr<Workload>& w) {
                         });
 }
 
-// Kills the counters show that the main process's exit will not account for: another process
-// of the workload died, and the run goes on.
+// Victims the kernel log names: the main process (its verdict comes with its exit) or another
+// process of the workload (an event now; the run goes on).
+void Daemon::Impl::read_victims(const std::shared_ptr<Workload>& w) {
+  if (!w->oom.kmsg) return;
+  for (const auto& k : w->oom.kmsg->read_kills()) {
+    if (w->oom.unnamed_pending > 0) --w->oom.unnamed_pending;
+    if (k.pid == w->pid) {
+      w->oom.main_victim_logged = true;
+      continue;
+    }
+    ++w->oom.other_kills;
+    (void)event("oom.kill", w->spec.name,
+                oom_event_line(w->spec.name, OomEvent{k.pid, k.comm, k.time_us}),
+                {{"pid", k.pid}, {"comm", k.comm}, {"main", false}, {"run", w->run->id}});
+  }
+}
+
+// Kills the counters show and the log has not named: if the main process still lives after a
+// grace period (the victim, when it is the main process, dies within milliseconds), they were
+// of other processes. Once the main process has ended, its exit settles them instead.
+void Daemon::Impl::settle_unnamed(const std::shared_ptr<Workload>& w, uint64_t generation) {
+  if (w->generation != generation || w->exit_seen || w->oom.unnamed_pending == 0) return;
+  read_victims(w);
+  pollfd p{w->pidfd->native_handle(), POLLIN, 0};
+  if (::poll(&p, 1, 0) != 0) return;  // it ended: on_main_exit decides
+  for (; w->oom.unnamed_pending > 0 && !w->oom.main_victim_logged; --w->oom.unnamed_pending) {
+    ++w->oom.other_kills;
+    (void)event("oom.kill", w->spec.name, oom_event_line(w->spec.name, OomEvent{}),
+                {{"pid", nullptr}, {"main", false}, {"run", w->run->id}});
+  }
+  w->oom.unnamed_pending = 0;
+  publish();
+}
+
 void Daemon::Impl::check_oom(const std::shared_ptr<Workload>& w, uint64_t generation) {
   if (w->generation != generation || !w->group || w->exit_seen) return;
   auto counters = counters_of(*driver, *w->group);
   if (counters && counters->oom_kill > w->oom.seen_kills) {
     w->oom.recheck_until.reset();
-    const uint64_t new_kills = counters->oom_kill - w->oom.seen_kills;
+    w->oom.unnamed_pending += counters->oom_kill - w->oom.seen_kills;
     w->oom.seen_kills = counters->oom_kill;
-    uint64_t named = 0;
-    for (const auto& k : w->oom.kmsg ? w->oom.kmsg->read_kills() : std::vector<KernelOomKill>{}) {
-      ++named;
-      if (k.pid == w->pid) {
-        w->oom.main_victim_logged = true;
-        continue;  // the verdict comes with the exit
-      }
-      ++w->oom.other_kills;
-      const std::string line = oom_event_line(w->spec.name, OomEvent{k.pid, k.comm, k.time_us});
-      (void)event("oom.kill", w->spec.name, line,
-                  {{"pid", k.pid}, {"comm", k.comm}, {"main", false}, {"run", w->run->id}});
-    }
-    // Kills the log did not name while the main process lives on were of other processes.
-    pollfd p{w->pidfd->native_handle(), POLLIN, 0};
-    const bool main_alive = ::poll(&p, 1, 0) == 0;
-    for (uint64_t i = named; i < new_kills && main_alive; ++i) {
-      ++w->oom.other_kills;
-      (void)event("oom.kill", w->spec.name, oom_event_line(w->spec.name, OomEvent{}),
-                  {{"pid", nullptr}, {"main", false}, {"run", w->run->id}});
-    }
+    read_victims(w);
     publish();
+    if (w->oom.unnamed_pending > 0) {
+      w->victim_timer.expires_after(kVictimGrace);
+      w->victim_timer.async_wait([this, w, generation](const boost::system::error_code& ec) {
+        if (!ec) settle_unnamed(w, generation);
+      });
+    }
     return;
   }
   if (w->oom.recheck_until && Steady::now() < *w->oom.recheck_until) {
@@ -437,10 +459,6 @@ void Daemon::Impl::arm_samples(const std::shared_ptr<Workload>& w) {
   w->sample_timer.expires_after(every);
   w->sample_timer.async_wait([this, w, generation](const boost::system::error_code& ec) {
     if (ec || w->generation != generation || w->phase == Phase::kStopped) return;
-    if (w->cache) {
-      (void)w->cache->tick();
-      return arm_samples(w);
-    }
     arm_samples(w);
   });
 }
@@ -477,14 +495,18 @@ void Daemon::Impl::on_main_exit(const std::shared_ptr<Workload>& w, uint64_t gen
   rec.ended_at = std::chrono::system_clock::now();
   rec.memory_limit_bytes = w->spec.memory_max_bytes;
   if (w->stopping) rec.forwarded_signal = SIGTERM;  // the verdict says who sent it
-  for (const auto& k : w->oom.kmsg ? w->oom.kmsg->read_kills() : std::vector<KernelOomKill>{}) {
-    if (k.pid == w->pid) {
-      w->oom.main_victim_logged = true;
-    } else {
+  read_victims(w);
+  // Kills nobody has named beyond the main process's own were of other processes: say so now.
+  if (counters && w->oom.baseline && counters->oom_kill_known) {
+    uint64_t unaccounted = counters->oom_kill - w->oom.baseline->oom_kill;
+    unaccounted -= std::min(unaccounted, w->oom.other_kills + (w->oom.main_victim_logged ? 1 : 0));
+    const bool by_sigkill =
+        !w->is_child || (w->exit_info.si_code != CLD_EXITED && w->exit_info.si_status == SIGKILL);
+    if (by_sigkill && !w->oom.main_victim_logged && unaccounted > 0) --unaccounted;
+    for (; unaccounted > 0; --unaccounted) {
       ++w->oom.other_kills;
-      (void)event("oom.kill", w->spec.name,
-                  oom_event_line(w->spec.name, OomEvent{k.pid, k.comm, k.time_us}),
-                  {{"pid", k.pid}, {"comm", k.comm}, {"main", false}, {"run", w->run->id}});
+      (void)event("oom.kill", w->spec.name, oom_event_line(w->spec.name, OomEvent{}),
+                  {{"pid", nullptr}, {"main", false}, {"run", w->run->id}});
     }
   }
   if (w->is_child) {
@@ -564,7 +586,8 @@ void Daemon::Impl::finish_run(const std::shared_ptr<Workload>& w) {
     log_line("cannot record the end of '" + w->spec.name + "': " + recorded.error().message);
 
   ++w->generation;  // handlers of this run do nothing from here on
-  for (auto* t : {&w->stop_timer, &w->recheck_timer, &w->sample_timer, &w->exit_timer})
+  for (auto* t :
+       {&w->stop_timer, &w->recheck_timer, &w->sample_timer, &w->exit_timer, &w->victim_timer})
     t->cancel();
   if (w->pidfd) w->pidfd->close();
   w->pidfd.reset();
@@ -898,8 +921,8 @@ void Daemon::shutdown() {
   impl_->polls.clear();
   for (auto& [name, w] : impl_->workloads) {
     ++w->generation;
-    for (auto* t :
-         {&w->restart_timer, &w->stop_timer, &w->recheck_timer, &w->sample_timer, &w->exit_timer})
+    for (auto* t : {&w->restart_timer, &w->stop_timer, &w->recheck_timer, &w->sample_timer,
+                    &w->exit_timer, &w->victim_timer})
       t->cancel();
     if (w->pidfd) w->pidfd->close();
     if (w->oom.fd) w->oom.fd->close();

@@ -43,6 +43,7 @@ struct OomTracker {
   uint64_t seen_kills = 0;
   uint64_t other_kills = 0;  // kills of processes other than the main one (workloads)
   bool main_victim_logged = false;
+  uint64_t unnamed_pending = 0;  // counted kills the log has not named yet (workloads)
   std::optional<Steady::time_point> recheck_until;
 };
 
@@ -52,7 +53,12 @@ const char* to_string(Phase phase);
 
 struct Workload {
   explicit Workload(asio::io_context& io)
-      : restart_timer(io), stop_timer(io), recheck_timer(io), sample_timer(io), exit_timer(io) {}
+      : restart_timer(io),
+        stop_timer(io),
+        recheck_timer(io),
+        sample_timer(io),
+        exit_timer(io),
+        victim_timer(io) {}
   WorkloadSpec spec;
   std::string source = "api";
   bool wanted = false;
@@ -76,7 +82,8 @@ struct Workload {
   bool delete_after_stop = false;
   std::deque<Sample> samples;
 
-  asio::steady_timer restart_timer, stop_timer, recheck_timer, sample_timer, exit_timer;
+  asio::steady_timer restart_timer, stop_timer, recheck_timer, sample_timer, exit_timer,
+      victim_timer;
 };
 
 struct Attachment {
@@ -124,6 +131,8 @@ struct Daemon::Impl {
   void arm_pidfd(const std::shared_ptr<Workload>& w);
   void arm_oom(const std::shared_ptr<Workload>& w);
   void check_oom(const std::shared_ptr<Workload>& w, uint64_t generation);
+  void read_victims(const std::shared_ptr<Workload>& w);
+  void settle_unnamed(const std::shared_ptr<Workload>& w, uint64_t generation);
   void arm_samples(const std::shared_ptr<Workload>& w);
   void schedule_restart(const std::shared_ptr<Workload>& w);
   Status create_workload(const WorkloadSpec& spec, const std::string& source, bool start_now);

@@ -525,17 +525,6 @@ void Daemon::Impl::add_routes(api::Router& router) {
     });
   });
 
-  // `hostfit reload`: what SIGHUP does, with the files that did not load in the answer.
-  router.add("POST", "/v1/reload", [this](const api::Request&, api::Reply reply) {
-    if (options.config_dir.empty()) {
-      return reply(api::error(409, "this daemon has no --config directory to reload"));
-    }
-    json errors = json::array();
-    for (const ConfigError& e : load_config(false))
-      errors.push_back({{"file", e.file}, {"line", e.line}, {"message", e.message}});
-    reply(api::json(200, {{"config_dir", options.config_dir.string()}, {"errors", errors}}));
-  });
-
   // What SIGHUP does, for `hostfit reload`: the answer lists the files that did not load.
   router.add("POST", "/v1/reload", [this](const api::Request&, api::Reply reply) {
     if (options.config_dir.empty()) {

@@ -276,6 +276,7 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
     if (!request.ignore_foreign) foreign = read_foreign_pins(root, self, ledger);
     for (const std::string& w : foreign.warnings)
       if (hooks.on_notice) hooks.on_notice("warning: " + w);
+    // The daemon's ledger (when it runs) does not take other tools' pins into account yet.
     auto placed = request.hold_placement
                       ? request.hold_placement(place_request, name)
                       : place_and_hold(ledger, self, place_request, name, foreign);

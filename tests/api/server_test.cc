@@ -17,6 +17,7 @@
 #include <future>
 #include <thread>
 
+#include "command.h"
 #include "hostfit/api.h"
 
 namespace hostfit::api {
@@ -437,6 +438,20 @@ TEST_F(ServerTest, RegularFileAtTheSocketPathIsLeftAlone) {
   std::string text;
   in >> text;
   EXPECT_EQ(text, "precious");
+}
+
+TEST_F(ServerTest, ChildProcessesInheritNoSocketOfTheServer) {
+  start();
+  auto st = on_loop([this] { return server_->listen_tcp("127.0.0.1", 0, "t"); });
+  ASSERT_TRUE(st);
+  Raw open_connection = Raw::unix_socket(socket_);
+  ASSERT_TRUE(eventually([this] {
+    return server_->metrics_text().find("hostfit_api_connections 1") != std::string::npos;
+  }));
+  // What a workload forked by the daemon would hold: no listener, no client connection.
+  const auto r = fixtures::run_command({"ls", "-l", "/proc/self/fd"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find("socket:"), std::string::npos) << r.out;
 }
 
 TEST_F(ServerTest, CloseRemovesTheSocketFile) {

@@ -100,7 +100,7 @@ TEST_F(ClientDaemonTest, DaemonRejectionsAreOneLineWithExit2) {
   EXPECT_EQ(r.err, "hostfit: no workload 'nothing'\n");
   r = hostfit({"reload"});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.err, "hostfit: this daemon has no --config directory to reload\n");
+  EXPECT_EQ(r.err, "hostfit: the daemon has no --config directory to reload\n");
 }
 
 TEST_F(ClientDaemonTest, FollowPrintsEventsAsTheyHappen) {

@@ -1,6 +1,7 @@
 // `hostfit daemon` as a real process on this machine: workloads in real cgroups, real OOM kills,
 // kill -9 of the daemon and adoption, attachments, bad input, slow clients.
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -92,6 +93,33 @@ TEST_F(DaemonTest, CreateRunsTheWorkloadInItsCgroupAndStopRecordsTheVerdict) {
   EXPECT_EQ(d().call("DELETE", "/v1/workloads/web").status, 409);
   ASSERT_EQ(d().call("DELETE", "/v1/workloads/web?force=1").status, 200);
   EXPECT_EQ(d().call("GET", "/v1/workloads/web").status, 404);
+}
+
+TEST_F(DaemonTest, UserDropsCredentialsAndOutputGoesToTheLogFile) {
+  const passwd* nobody = ::getpwnam("nobody");
+  if (!nobody) GTEST_SKIP() << "no user 'nobody' here";
+  ASSERT_TRUE(d().start()) << d().log();
+  ASSERT_EQ(d().call("POST", "/v1/workloads",
+                     {{"name", "who"},
+                      {"argv", {"sh", "-c", "id -u; id -g; echo oops >&2"}},
+                      {"user", "nobody"}})
+                .status,
+            201);
+  auto w = d().wait_for("/v1/workloads/who", [](const json& j) { return j["state"] == "STOPPED"; });
+  EXPECT_EQ(w["run"]["verdict"], "EXITED(0)") << w.dump();
+  EXPECT_EQ(testing::slurp(w["logs"]["stdout"].get<std::string>()),
+            std::to_string(nobody->pw_uid) + "\n" + std::to_string(nobody->pw_gid) + "\n");
+  EXPECT_EQ(testing::slurp(w["logs"]["stderr"].get<std::string>()), "oops\n");
+
+  // An unknown user is a FAILED run that says why, not a crash.
+  ASSERT_EQ(d().call("POST", "/v1/workloads",
+                     {{"name", "ghost"}, {"argv", {"true"}}, {"user", "no-such-user-xyz"}})
+                .status,
+            201);
+  auto g =
+      d().wait_for("/v1/workloads/ghost", [](const json& j) { return j["state"] == "STOPPED"; });
+  EXPECT_EQ(g["run"]["verdict"], "FAILED");
+  EXPECT_NE(g["run"]["message"].get<std::string>().find("no-such-user-xyz"), std::string::npos);
 }
 
 TEST_F(DaemonTest, OnFailureRestartsWithBackoffUpToItsLimit) {
