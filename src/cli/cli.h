@@ -38,6 +38,7 @@ void add_calibrate_command(CLI::App& app, Commands& commands);
 void add_daemon_command(CLI::App& app, Commands& commands);
 void add_client_commands(CLI::App& app, Commands& commands);  // ps, start, stop, create, ...
 void add_session_commands(CLI::App& app, Commands& commands);  // session, engine
+void add_ui_command(CLI::App& app, Commands& commands);
 
 // Prints "hostfit: MESSAGE" on stderr and returns the exit code for the error's kind.
 int report(const Error& error);

@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
   add_daemon_command(app, commands);
   add_client_commands(app, commands);
   add_session_commands(app, commands);
+  add_ui_command(app, commands);
 
   try {
     app.parse(argc, argv);

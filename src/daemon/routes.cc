@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "daemon_impl.h"
+#include "hostfit/web.h"
 
 namespace hostfit {
 
@@ -187,6 +188,17 @@ std::string Daemon::Impl::metrics_text() {
 }
 
 void Daemon::Impl::add_routes(api::Router& router) {
+  // The page (docs/web.md): GET /, its files, and the topology its map draws, where the CPUs of
+  // hostfit's own placements are not mistaken for other tools' pins.
+  web::add_routes(router, root, self, [this] {
+    CpuSet held;
+    if (auto holds = store->holds()) {
+      for (const auto& h : *holds) {
+        if (auto cpus = CpuSet::parse_list(h.cpus)) held = held | *cpus;
+      }
+    }
+    return held;
+  });
   const auto find = [this](const api::Request& req) -> std::shared_ptr<Workload> {
     auto it = workloads.find(req.params.at("name"));
     return it == workloads.end() ? nullptr : it->second;
