@@ -9,7 +9,7 @@ ifneq ($(shell command -v ccache),)
 CMAKE_FLAGS += -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
 endif
 
-.PHONY: all deps configure build run test bench fuzz format clean
+.PHONY: all deps configure build run test sanitize bench fuzz format clean
 
 all: build
 
@@ -32,6 +32,10 @@ test: build
 	@rm -rf $(BUILD)/vm/summary
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS); status=$$?; \
 	  cat vm/summary/* 2>/dev/null; exit $$status
+
+# The suite under AddressSanitizer and UndefinedBehaviorSanitizer, in build-asan.
+sanitize: deps
+	scripts/sanitize
 
 bench: build
 	bench/update-benchmarks
