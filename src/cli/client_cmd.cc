@@ -139,7 +139,7 @@ Result<json> workload_body(const CreateOptions& o) {
     body["restart"] = o.restart;
   }
   if (o.w.stop_timeout != "10") body["stop_timeout_ms"] = r->stop_timeout.count();
-  if (o.no_start) body["autostart"] = false;
+  if (o.no_start) body["start"] = false;
   return body;
 }
 

@@ -26,7 +26,7 @@ constexpr const char* kKeys[] = {"name",
                                  "restart_limit",
                                  "restart_backoff_ms",
                                  "stop_timeout_ms",
-                                 "autostart"};
+                                 "start"};
 constexpr int64_t kMaxBackoffMs = 60'000;
 constexpr int64_t kMaxStopTimeoutMs = 3'600'000;
 
@@ -165,7 +165,7 @@ Status parse_field(const std::string& key, const json& v, WorkloadSpec& s) {
     auto n = int_in(v, key, 0, kMaxStopTimeoutMs);
     if (!n) return fail(n.error());
     s.stop_timeout = std::chrono::milliseconds(*n);
-  } else if (key == "autostart") {
+  } else if (key == "start") {
     if (!v.is_boolean()) return bad(key, "give true or false");
     s.autostart = v.get<bool>();
   }
@@ -229,7 +229,7 @@ json to_json(const WorkloadSpec& s) {
             {"restart_limit", s.restart_limit},
             {"restart_backoff_ms", s.restart_backoff.count()},
             {"stop_timeout_ms", s.stop_timeout.count()},
-            {"autostart", s.autostart}};
+            {"start", s.autostart}};
   if (!s.user.empty()) j["user"] = s.user;
   if (s.cpus) j["cpus"] = *s.cpus;
   if (s.cpuset) j["cpuset"] = s.cpuset->to_list();

@@ -156,7 +156,7 @@ TEST_F(ClientCommandTest, CreateSendsTheWorkloadShapeFromRunsFlags) {
   EXPECT_EQ(body["cache_limit"], 8 << 20);
   EXPECT_EQ(body["restart"], "on-failure");
   EXPECT_EQ(body["stop_timeout_ms"], 2500);
-  EXPECT_EQ(body["autostart"], false);
+  EXPECT_EQ(body["start"], false);
   EXPECT_FALSE(body.contains("memory_high"));
 }
 

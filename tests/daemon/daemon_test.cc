@@ -331,7 +331,7 @@ TEST_F(DaemonTest, AnAttachedCgroupGetsItsOomEventAndIsDetachedWhenItGoes) {
 
 TEST_F(DaemonTest, BadInputIs4xxAndChangesNothing) {
   ASSERT_TRUE(d().start()) << d().log();
-  ASSERT_EQ(d().call("POST", "/v1/workloads", sleeper("ok", {{"autostart", false}})).status, 201);
+  ASSERT_EQ(d().call("POST", "/v1/workloads", sleeper("ok", {{"start", false}})).status, 201);
   const auto before_seq = d().call("GET", "/v1/node").json()["last_event_seq"];
   const std::vector<std::pair<std::string, int>> bad = {
       {R"({"name":"a","argv":["true"],"colour":"red"})", 400},
@@ -407,7 +407,7 @@ TEST_F(DaemonTest, ConfigDirLoadsGoodFilesReportsABadOneWithItsLineAndReloadsOnS
   const auto config = d().dir() / "config";
   std::filesystem::create_directories(config);
   std::ofstream(config / "a.json") << sleeper("alpha").dump(2);
-  std::ofstream(config / "b.json") << sleeper("beta", {{"autostart", false}}).dump(2);
+  std::ofstream(config / "b.json") << sleeper("beta", {{"start", false}}).dump(2);
   std::ofstream(config / "c.json") << "{\n  \"name\": \"gamma\",\n  \"argv\": [\"true\"],\n"
                                       "  \"colour\": \"red\"\n}\n";
   ASSERT_TRUE(d().start({"--config", config.string()})) << d().log();
@@ -427,7 +427,7 @@ TEST_F(DaemonTest, ConfigDirLoadsGoodFilesReportsABadOneWithItsLineAndReloadsOnS
   EXPECT_TRUE(reported) << d().events().dump();
 
   std::filesystem::remove(config / "a.json");
-  std::ofstream(config / "d.json") << sleeper("delta", {{"autostart", false}}).dump();
+  std::ofstream(config / "d.json") << sleeper("delta", {{"start", false}}).dump();
   ::kill(d().pid(), SIGHUP);
   auto after = d().wait_for("/v1/workloads", [](const json& j) {
     std::set<std::string> names;
@@ -505,7 +505,7 @@ TEST_F(DaemonTest, StoreSurvivesADaemonKilledMidWrite) {
         const std::string name = "w" + std::to_string(round) + "-" + std::to_string(i);
         auto r =
             api::request(d().socket(), "POST", "/v1/workloads",
-                         sleeper(name, {{"autostart", false}}).dump(), std::chrono::seconds(2));
+                         sleeper(name, {{"start", false}}).dump(), std::chrono::seconds(2));
         if (r && r->status == 201) acknowledged.insert(name);
         if (!r) break;
       }

@@ -27,7 +27,7 @@ TEST(WorkloadSpec, AFullSpecRoundTrips) {
                    {"restart_limit", 3},
                    {"restart_backoff_ms", 500},
                    {"stop_timeout_ms", 2000},
-                   {"autostart", false}};
+                   {"start", false}};
   auto spec = parse_workload_spec(in);
   ASSERT_TRUE(spec) << spec.error().message;
   EXPECT_EQ(spec->memory_max_bytes, uint64_t{256} << 20);
