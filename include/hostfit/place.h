@@ -213,6 +213,9 @@ struct ForeignPins {
 // `held` (hostfit's own groups, recorded in the ledger). Never fails: unreadable parts are
 // skipped and named in `warnings`.
 ForeignPins read_foreign_pins(const Sysroot& root, const HostFacts& facts, const CpuSet& held);
+// A placement that found no room, told why when other tools' exclusive pins took some of
+// `placeable`: "...; CPU 1 is pinned exclusively by other tools (hostfit place --show names them)".
+Error explain_exclusive_pins(Error error, const ForeignPins& foreign, const CpuSet& placeable);
 // The same for a placement to be recorded in the ledger at `ledger_path`: hostfit's own holds there
 // are left out. A ledger that cannot be read leaves nothing out (placing then fails on it).
 ForeignPins read_foreign_pins(const Sysroot& root, const HostFacts& facts,

@@ -34,6 +34,8 @@ inline constexpr std::string_view kV1MemoryMaxUsage = "memory.max_usage_in_bytes
 inline constexpr std::string_view kV1MemoryFailcnt = "memory.failcnt";
 inline constexpr std::string_view kV1OomControl = "memory.oom_control";
 inline constexpr std::string_view kV1EventControl = "cgroup.event_control";
+inline constexpr std::string_view kV1CpuExclusive = "cpuset.cpu_exclusive";
+inline constexpr std::string_view kV1MemExclusive = "cpuset.mem_exclusive";
 
 // memory.oom_control keys
 inline constexpr std::string_view kOomKillDisable = "oom_kill_disable";

@@ -391,6 +391,26 @@ void HierarchyDriver::settle(const Cgroup& group) {
   held_.erase(group.name);
 }
 
+// The CPUs (or memory nodes) that siblings of `dir` under `parent` hold exclusively
+// (cpuset.cpu_exclusive / mem_exclusive): the kernel refuses them to every other child.
+CpuSet HierarchyDriver::exclusive_to_siblings(const std::string& parent, const std::string& dir,
+                                              bool mems) const {
+  CpuSet taken;
+  auto entries = root_.list(parent);
+  if (!entries) return taken;
+  const std::string_view flag = mems ? cgfile::kV1MemExclusive : cgfile::kV1CpuExclusive;
+  const std::string_view file = mems ? cgfile::kCpusetMems : cgfile::kCpusetCpus;
+  for (const std::string& name : *entries) {
+    const std::string sibling = join_path(parent, name);
+    if (sibling == dir || !root_.is_dir(sibling)) continue;
+    auto exclusive = root_.read_value(join_path(sibling, flag));
+    if (!exclusive || *exclusive != "1") continue;
+    auto set = root_.read_value(join_path(sibling, file));
+    if (auto ids = set ? CpuSet::parse_list(*set) : Result<CpuSet>(CpuSet{})) taken |= *ids;
+  }
+  return taken;
+}
+
 Status HierarchyDriver::copy_cpuset_from_parent(const Hierarchy& h, const std::string& cgroup) {
   const std::string dir = join_path(h.mount_point, cgroup);
   const std::string parent =
@@ -402,7 +422,10 @@ Status HierarchyDriver::copy_cpuset_from_parent(const Hierarchy& h, const std::s
     if (current && !trim(*current).empty()) continue;
     auto value = root_.read_value(join_path(parent, file));
     if (!value) return fail(value.error().wrap("cannot copy the parent's cpuset"));
-    if (auto st = root_.write(join_path(dir, file), *value); !st) return st;
+    auto ids = CpuSet::parse_list(*value);
+    if (!ids) return fail(ids.error().wrap("cannot copy the parent's cpuset"));
+    const CpuSet usable = *ids - exclusive_to_siblings(parent, dir, mems);
+    if (auto st = root_.write(join_path(dir, file), usable.to_list()); !st) return st;
   }
   return {};
 }

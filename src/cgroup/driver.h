@@ -71,8 +71,10 @@ class HierarchyDriver : public CgroupDriver {
   // Called on each new group directory before anything is attached to it.
   virtual Status init_group_dir(const Hierarchy& h, const CgroupDir& dir) = 0;
 
-  // v1 cpusets start empty: copy cpuset.cpus and cpuset.mems from the parent directory.
+  // A new v1 cpuset starts empty: give it the parent's CPUs and nodes, less those that
+  // siblings hold exclusively (which the kernel refuses to it).
   Status copy_cpuset_from_parent(const Hierarchy& h, const std::string& cgroup);
+  CpuSet exclusive_to_siblings(const std::string& parent, const std::string& dir, bool mems) const;
   // v2: enables the hierarchy's controllers from hostfit's own cgroup down to the parent, first
   // moving hostfit into a leaf under the parent when its own cgroup would otherwise hold a process
   // while delegating controllers (the no-internal-processes rule).

@@ -227,16 +227,8 @@ int run_place(const PlaceOptions& o, bool cpus_given, bool cores_given) {
     placed = place(facts->topology, placeable_cpus(*facts) - foreign.exclusive(), *ledger, req,
                    foreign.shared());
   }
-  if (!placed) {
-    const CpuSet pinned = foreign.exclusive() & placeable_cpus(*facts);
-    if (placed.error().kind != ErrorKind::kResource || pinned.empty())
-      return report(placed.error());
-    Error error = placed.error();
-    error.message += "; CPU" + std::string(pinned.count() == 1 ? " " : "s ") + pinned.to_list() +
-                     (pinned.count() == 1 ? " is" : " are") +
-                     " pinned exclusively by other tools (hostfit place --show names them)";
-    return report(error);
-  }
+  if (!placed)
+    return report(explain_exclusive_pins(placed.error(), foreign, placeable_cpus(*facts)));
   for (const std::string& w : placed->warnings)
     std::cerr << "hostfit: warning: " << w << "\n";
   if (const Renderer* r = find_renderer(o.output)) {

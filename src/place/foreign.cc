@@ -224,4 +224,14 @@ ForeignPins read_foreign_pins(const Sysroot& root, const HostFacts& facts,
   return read_foreign_pins(root, facts, ledger ? ledger->held() : CpuSet{});
 }
 
+Error explain_exclusive_pins(Error error, const ForeignPins& foreign, const CpuSet& placeable) {
+  const CpuSet pinned = foreign.exclusive() & placeable;
+  if (error.kind != ErrorKind::kResource || pinned.empty()) return error;
+  const bool one = pinned.count() == 1;
+  error.message += "; CPU" + std::string(one ? " " : "s ") + pinned.to_list() +
+                   (one ? " is" : " are") +
+                   " pinned exclusively by other tools (hostfit place --show names them)";
+  return error;
+}
+
 }  // namespace hostfit

@@ -320,7 +320,10 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
                              request.ledger_wait, [&] { return stop_pending() != 0; });
     release.placed = placed.has_value();
     if (stop_pending()) return cancelled("'" + name + "'");
-    if (!placed) return fail(placed.error().wrap("cannot place '" + name + "'"));
+    if (!placed) {
+      return fail(explain_exclusive_pins(placed.error(), foreign, placeable_cpus(self))
+                      .wrap("cannot place '" + name + "'"));
+    }
     limits.cpus = placed->cpus;
     if (!placed->mems.empty()) limits.mems = placed->mems;
     run.sizing.placement = *placed;
