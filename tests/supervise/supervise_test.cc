@@ -236,6 +236,12 @@ TEST_F(SuperviseTest, SigkillAfterAChildsOomWithTheKernelLogNamesTheChild) {
   const RunRecord r =
       run(group(32 << 20), {"sh", "-c", "python3 -c 'bytearray(256 << 20)'; kill -9 $$"});
   EXPECT_EQ(r.state_text(), "KILLED(SIGNAL 9)") << r.oom_evidence;
+  if (r.events.empty()) {
+    // The kernel rate-limits its "oom-kill:" summaries (10 per 5 s): after other tests' kills the
+    // child may go unnamed. Then the truth is "unknown", never OOM.
+    EXPECT_TRUE(r.oom_victim_unknown) << r.oom_evidence;
+    return;
+  }
   EXPECT_FALSE(r.oom_victim_unknown) << r.oom_evidence;
   ASSERT_EQ(r.events.size(), 1u);
   EXPECT_EQ(r.events[0].comm, "python3");
