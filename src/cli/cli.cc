@@ -128,6 +128,20 @@ void print_json_line(std::ostream& out, const nlohmann::json& j) {
   out << valid_utf8(j).dump() << std::endl;
 }
 
+const nlohmann::json& json_at(const nlohmann::json& j, const char* key) {
+  static const nlohmann::json kNull;
+  if (!j.is_object()) return kNull;
+  auto it = j.find(key);
+  return it == j.end() ? kNull : *it;
+}
+
+std::string json_cell(const nlohmann::json& j) {
+  if (j.is_null()) return "-";
+  if (j.is_string()) return escape_bytes(j.get<std::string>(), true);
+  if (j.is_boolean()) return j.get<bool>() ? "yes" : "no";
+  return j.dump();
+}
+
 void Table::print(std::ostream& out, std::string_view indent) const {
   // Cells as a terminal can show them: bytes that are not UTF-8 and control characters as \ooo.
   std::vector<std::vector<std::string>> rows;

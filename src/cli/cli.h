@@ -36,7 +36,7 @@ void add_stat_command(CLI::App& app, Commands& commands);
 void add_attach_command(CLI::App& app, Commands& commands);
 void add_calibrate_command(CLI::App& app, Commands& commands);
 void add_daemon_command(CLI::App& app, Commands& commands);
-void add_client_commands(CLI::App& app, Commands& commands);  // ps, start, stop, create, ...
+void add_client_commands(CLI::App& app, Commands& commands);   // ps, start, stop, create, ...
 void add_session_commands(CLI::App& app, Commands& commands);  // session, engine
 void add_ui_command(CLI::App& app, Commands& commands);
 
@@ -62,6 +62,10 @@ CLI::Validator cpu_list_validator();
 // \ooo, so printing never throws.
 void print_json(std::ostream& out, const nlohmann::json& j);
 void print_json_line(std::ostream& out, const nlohmann::json& j);
+// j[key] of a daemon's answer, or null when j is not an object or has no such key.
+const nlohmann::json& json_at(const nlohmann::json& j, const char* key);
+// A JSON value as a table cell: "-" for null, yes/no, strings escaped, the rest as JSON.
+std::string json_cell(const nlohmann::json& j);
 
 // What a workload may use, as `hostfit run` and `hostfit create` take it (strings as typed).
 struct WorkloadFlags {

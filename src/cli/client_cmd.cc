@@ -17,52 +17,38 @@ constexpr std::chrono::hours kStopTimeout{2};
 // Long polls of `events --follow`: the daemon answers at the latest after this many seconds.
 constexpr int kFollowWaitSeconds = 30;
 
-const json& at(const json& j, const char* key) {
-  static const json kNull;
-  if (!j.is_object()) return kNull;
-  auto it = j.find(key);
-  return it == j.end() ? kNull : *it;
-}
-
-std::string cell(const json& j) {
-  if (j.is_null()) return "-";
-  if (j.is_string()) return j.get<std::string>();
-  if (j.is_boolean()) return j.get<bool>() ? "yes" : "no";
-  return j.dump();
-}
-
 std::string bytes_cell(const json& j) {
-  return j.is_number_unsigned() ? format_bytes(j.get<uint64_t>()) : cell(j);
+  return j.is_number_unsigned() ? format_bytes(j.get<uint64_t>()) : json_cell(j);
 }
 
 // "running (pid 4242)", "stopped: killed (oom)".
 std::string state_line(const json& w) {
-  std::string line = cell(at(w, "state"));
-  if (at(w, "pid").is_number()) return line + " (pid " + cell(at(w, "pid")) + ")";
-  const json& verdict = at(at(w, "run"), "verdict");
-  if (verdict.is_string() && verdict != at(w, "state")) line += ": " + cell(verdict);
+  std::string line = json_cell(json_at(w, "state"));
+  if (json_at(w, "pid").is_number()) return line + " (pid " + json_cell(json_at(w, "pid")) + ")";
+  const json& verdict = json_at(json_at(w, "run"), "verdict");
+  if (verdict.is_string() && verdict != json_at(w, "state")) line += ": " + json_cell(verdict);
   return line;
 }
 
 std::string cpus_cell(const json& w) {
-  const json& placed = at(at(w, "placement"), "cpus");
+  const json& placed = json_at(json_at(w, "placement"), "cpus");
   if (placed.is_string()) return placed.get<std::string>();
-  const json& spec = at(w, "spec");
-  if (at(spec, "cpuset").is_string()) return at(spec, "cpuset").get<std::string>();
-  if (at(spec, "cpus").is_number()) return cell(at(spec, "cpus"));
+  const json& spec = json_at(w, "spec");
+  if (json_at(spec, "cpuset").is_string()) return json_at(spec, "cpuset").get<std::string>();
+  if (json_at(spec, "cpus").is_number()) return json_cell(json_at(spec, "cpus"));
   return "-";
 }
 
 std::string verdict_cell(const json& w) {
-  const json& run = at(w, "run");
+  const json& run = json_at(w, "run");
   if (run.is_null()) return "-";
-  return cell(at(run, "verdict"));
+  return json_cell(json_at(run, "verdict"));
 }
 
 int run_ps(const ClientFlags& f) {
   auto answer = call_daemon(f, "GET", "/v1/workloads");
   if (!answer) return report(answer.error());
-  const json& list = at(*answer, "workloads");
+  const json& list = json_at(*answer, "workloads");
   if (f.format == Format::kJson) {
     print_json(std::cout, list.is_array() ? list : json::array());
     return kExitOk;
@@ -71,9 +57,10 @@ int run_ps(const ClientFlags& f) {
   table.add({"NAME", "STATE", "PID", "RESTARTS", "MEMORY", "LIMIT", "CPUS", "LAST RUN"});
   if (list.is_array()) {
     for (const json& w : list) {
-      table.add({cell(at(w, "name")), cell(at(w, "state")), cell(at(w, "pid")),
-                 cell(at(w, "restarts")), bytes_cell(at(at(w, "memory"), "usage_bytes")),
-                 bytes_cell(at(at(w, "spec"), "memory")), cpus_cell(w), verdict_cell(w)});
+      table.add({json_cell(json_at(w, "name")), json_cell(json_at(w, "state")),
+                 json_cell(json_at(w, "pid")), json_cell(json_at(w, "restarts")),
+                 bytes_cell(json_at(json_at(w, "memory"), "usage_bytes")),
+                 bytes_cell(json_at(json_at(w, "spec"), "memory")), cpus_cell(w), verdict_cell(w)});
     }
   }
   table.print(std::cout);
@@ -180,9 +167,10 @@ void print_event(const json& e, Format format) {
     std::cout << e.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
     return;
   }
-  std::cout << escape_bytes(cell(at(e, "seq")) + "  " + cell(at(e, "time")) + "  " +
-                                cell(at(e, "type")) + "  " + cell(at(e, "workload")) + "  " +
-                                cell(at(e, "message")),
+  std::cout << escape_bytes(json_cell(json_at(e, "seq")) + "  " + json_cell(json_at(e, "time")) +
+                                "  " + json_cell(json_at(e, "type")) + "  " +
+                                json_cell(json_at(e, "workload")) + "  " +
+                                json_cell(json_at(e, "message")),
                             true)
             << std::endl;
 }
@@ -199,12 +187,12 @@ int run_events(const EventsOptions& o) {
     if (!answer) return report(answer.error());
     if (header) std::cout << "SEQ  TIME  TYPE  WORKLOAD  MESSAGE\n";
     header = false;
-    const json& events = at(*answer, "events");
+    const json& events = json_at(*answer, "events");
     if (events.is_array()) {
       for (const json& e : events)
         print_event(e, o.client.format);
     }
-    const json& next = at(*answer, "next");
+    const json& next = json_at(*answer, "next");
     if (next.is_number_unsigned()) since = next.get<uint64_t>();
   } while (o.follow);
   return kExitOk;
@@ -217,16 +205,18 @@ int run_reload(const ClientFlags& f) {
     print_json(std::cout, *answer);
     return kExitOk;
   }
-  const json& errors = at(*answer, "errors");
+  const json& errors = json_at(*answer, "errors");
   if (errors.is_array() && !errors.empty()) {
     for (const json& e : errors) {
-      std::string where = cell(at(e, "file"));
-      if (at(e, "line").is_number() && at(e, "line") != 0) where += ":" + cell(at(e, "line"));
-      std::cerr << "hostfit: " << escape_bytes(where + ": " + cell(at(e, "message")), true) << "\n";
+      std::string where = json_cell(json_at(e, "file"));
+      if (json_at(e, "line").is_number() && json_at(e, "line") != 0)
+        where += ":" + json_cell(json_at(e, "line"));
+      std::cerr << "hostfit: "
+                << escape_bytes(where + ": " + json_cell(json_at(e, "message")), true) << "\n";
     }
     return kExitFailure;
   }
-  std::cout << "reloaded " << cell(at(*answer, "config_dir")) << "\n";
+  std::cout << "reloaded " << json_cell(json_at(*answer, "config_dir")) << "\n";
   return kExitOk;
 }
 

@@ -18,26 +18,15 @@ using nlohmann::json;
 // The daemon caps a wait at 60 s; the request itself gets a little longer.
 constexpr int kMaxWaitSeconds = 60;
 
-const json& at(const json& j, const char* key) {
-  static const json kNull;
-  if (!j.is_object()) return kNull;
-  auto it = j.find(key);
-  return it == j.end() ? kNull : *it;
-}
-
-std::string cell(const json& j) {
-  if (j.is_null()) return "-";
-  if (j.is_string()) return escape_bytes(j.get<std::string>(), true);
-  return j.dump();
-}
-
 std::string endpoint_cell(const json& e) {
-  if (at(e, "port").is_number()) return cell(at(e, "host")) + ":" + cell(at(e, "port"));
-  return at(e, "socket").is_string() ? cell(at(e, "socket")) : "-";
+  if (json_at(e, "port").is_number())
+    return json_cell(json_at(e, "host")) + ":" + json_cell(json_at(e, "port"));
+  return json_at(e, "socket").is_string() ? json_cell(json_at(e, "socket")) : "-";
 }
 
 std::string verdict_cell(const json& j) {
-  return at(j, "verdict").is_object() ? cell(at(at(j, "verdict"), "verdict")) : "-";
+  return json_at(j, "verdict").is_object() ? json_cell(json_at(json_at(j, "verdict"), "verdict"))
+                                           : "-";
 }
 
 std::string current_user() {
@@ -69,8 +58,9 @@ int run_open(const OpenOptions& o) {
     return kExitOk;
   }
   const json& s = *answer;
-  std::cout << cell(at(s, "id")) << "  " << cell(at(s, "state")) << "  engine "
-            << cell(at(s, "engine")) << "  " << endpoint_cell(at(s, "endpoint")) << "\n";
+  std::cout << json_cell(json_at(s, "id")) << "  " << json_cell(json_at(s, "state")) << "  engine "
+            << json_cell(json_at(s, "engine")) << "  " << endpoint_cell(json_at(s, "endpoint"))
+            << "\n";
   return kExitOk;
 }
 
@@ -78,7 +68,7 @@ int run_ls(const ClientFlags& f, const std::string& engine) {
   auto answer = call_daemon(
       f, "GET", "/v1/sessions" + (engine.empty() ? "" : "?engine=" + path_segment(engine)));
   if (!answer) return report(answer.error());
-  const json& list = at(*answer, "sessions");
+  const json& list = json_at(*answer, "sessions");
   if (f.format == Format::kJson) {
     print_json(std::cout, list.is_array() ? list : json::array());
     return kExitOk;
@@ -87,8 +77,9 @@ int run_ls(const ClientFlags& f, const std::string& engine) {
   table.add({"ID", "STATE", "KEY", "ENGINE", "ENDPOINT", "VERDICT"});
   if (list.is_array()) {
     for (const json& s : list) {
-      table.add({cell(at(s, "id")), cell(at(s, "state")), cell(at(s, "key")), cell(at(s, "engine")),
-                 endpoint_cell(at(s, "endpoint")), verdict_cell(s)});
+      table.add({json_cell(json_at(s, "id")), json_cell(json_at(s, "state")),
+                 json_cell(json_at(s, "key")), json_cell(json_at(s, "engine")),
+                 endpoint_cell(json_at(s, "endpoint")), verdict_cell(s)});
     }
   }
   table.print(std::cout);
@@ -101,7 +92,7 @@ int run_close(const ClientFlags& f, const std::string& id) {
   if (f.format == Format::kJson) {
     print_json(std::cout, *answer);
   } else {
-    std::cout << id << ": " << cell(at(*answer, "state")) << "\n";
+    std::cout << id << ": " << json_cell(json_at(*answer, "state")) << "\n";
   }
   return kExitOk;
 }
@@ -120,9 +111,9 @@ int run_engine_add(const ClientFlags& f, const std::string& file) {
   if (f.format == Format::kJson) {
     print_json(std::cout, *answer);
   } else {
-    std::cout << "engine template " << cell(at(*answer, "name")) << " ("
-              << cell(at(*answer, "share_level")) << " level, pool "
-              << cell(at(*answer, "pool_size")) << ")\n";
+    std::cout << "engine template " << json_cell(json_at(*answer, "name")) << " ("
+              << json_cell(json_at(*answer, "share_level")) << " level, pool "
+              << json_cell(json_at(*answer, "pool_size")) << ")\n";
   }
   return kExitOk;
 }
@@ -136,12 +127,12 @@ int run_engine_ls(const ClientFlags& f) {
   }
   Table table;
   table.add({"ENGINE", "KEY", "STATE", "SESSIONS", "ENDPOINT", "VERDICT"});
-  const json& engines = at(*answer, "engines");
+  const json& engines = json_at(*answer, "engines");
   if (engines.is_array()) {
     for (const json& e : engines) {
-      table.add({cell(at(e, "id")), cell(at(e, "key")), cell(at(e, "state")),
-                 std::to_string(at(e, "sessions").size()), endpoint_cell(at(e, "endpoint")),
-                 verdict_cell(e)});
+      table.add({json_cell(json_at(e, "id")), json_cell(json_at(e, "key")),
+                 json_cell(json_at(e, "state")), std::to_string(json_at(e, "sessions").size()),
+                 endpoint_cell(json_at(e, "endpoint")), verdict_cell(e)});
     }
   }
   table.print(std::cout);
@@ -154,8 +145,8 @@ int run_engine_kill(const ClientFlags& f, const std::string& target) {
   if (f.format == Format::kJson) {
     print_json(std::cout, *answer);
   } else {
-    for (const json& id : at(*answer, "killed"))
-      std::cout << "killed " << cell(id) << "\n";
+    for (const json& id : json_at(*answer, "killed"))
+      std::cout << "killed " << json_cell(id) << "\n";
   }
   return kExitOk;
 }

@@ -191,7 +191,9 @@ struct Daemon::Impl {
   Result<int64_t> event(const std::string& type, const std::string& workload,
                         const std::string& message, nlohmann::json data = nlohmann::json::object());
   void publish();
-  nlohmann::json workload_json(const Workload& w);
+  nlohmann::json workload_json(const Workload& w);  // reads the holds itself
+  nlohmann::json workload_json(const Workload& w, const std::vector<HoldRow>& holds);
+  CpuSet held_cpus();  // the CPUs of every hold in the store
   nlohmann::json attachment_json(const Attachment& a);
   std::filesystem::path log_path(const std::string& name, const char* stream) const;
 };
@@ -202,5 +204,8 @@ nlohmann::json cgroup_to_json(const Cgroup& group);
 std::optional<Cgroup> cgroup_from_json(const std::string& name, const std::string& text);
 void log_line(const std::string& line);  // "hostfit daemon: LINE" on stderr
 void take_sample(const Sysroot& root, const Cgroup& group, std::deque<Sample>& samples);
+
+// A failed request's answer: 400 for the user's mistakes, 404, 409 for conflicts, else 500.
+api::Response error_of(const Error& e);
 
 }  // namespace hostfit

@@ -28,20 +28,6 @@ std::string workload_of(const std::string& engine) {
   return std::string(kEnginePrefix) + engine;
 }
 
-int status_of(const Error& e) {
-  switch (e.kind) {
-    case ErrorKind::kUsage:
-    case ErrorKind::kParse:
-      return 400;
-    case ErrorKind::kNotFound:
-      return 404;
-    case ErrorKind::kResource:
-      return 409;
-    default:
-      return 500;
-  }
-}
-
 // The verdict of a run in the sessions module's words.
 Verdict verdict_of(const Workload& w) {
   const RunRow& run = *w.run;
@@ -413,7 +399,7 @@ void Daemon::Impl::add_session_routes(api::Router& router) {
           api::error(400, "give ?target=ENGINE_ID or ?target=TEMPLATE/LEVEL/OWNER/SUBDOMAIN"));
     }
     auto killed = sessions->kill(it->second);
-    if (!killed) return reply(api::error(status_of(killed.error()), killed.error().message));
+    if (!killed) return reply(error_of(killed.error()));
     reply(api::json(200, {{"killed", *killed}}));
   });
 
@@ -438,7 +424,7 @@ void Daemon::Impl::add_session_routes(api::Router& router) {
                              : open.subdomain) = it.value().get<std::string>();
         }
         auto s = sessions->open(open);
-        if (!s) return reply(api::error(status_of(s.error()), s.error().message));
+        if (!s) return reply(error_of(s.error()));
         auto answer = session_answer(s->id, true);
         if (s->state != sessions::SessionState::kPending || *wait == 0) return reply(answer());
         reply_when_leaves(s->id, sessions::SessionState::kPending, *wait, answer, std::move(reply));
@@ -469,7 +455,7 @@ void Daemon::Impl::add_session_routes(api::Router& router) {
 
   router.add("DELETE", "/v1/sessions/{id}", [this](const api::Request& req, api::Reply reply) {
     auto s = sessions->close(req.params.at("id"));
-    if (!s) return reply(api::error(status_of(s.error()), s.error().message));
+    if (!s) return reply(error_of(s.error()));
     reply(api::json(200, sessions::to_json(*s)));
   });
 }

@@ -14,24 +14,6 @@ namespace {
 
 constexpr int kMaxWaitSeconds = 60;
 
-int status_of(const Error& e) {
-  switch (e.kind) {
-    case ErrorKind::kUsage:
-    case ErrorKind::kParse:
-      return 400;
-    case ErrorKind::kNotFound:
-      return 404;
-    case ErrorKind::kResource:
-      return 409;
-    default:
-      return 500;
-  }
-}
-
-api::Response error_of(const Error& e) {
-  return api::error(status_of(e), e.message);
-}
-
 json opt(const std::optional<int64_t>& v) {
   return v ? json(*v) : json(nullptr);
 }
@@ -76,14 +58,39 @@ json to_json(const EventRow& e) {
       {"message", e.message}, {"data", json::parse(e.data, nullptr, false)}};
 }
 
+// The HTTP status of a failed request: the user's mistake, a missing thing, a conflict, or ours.
+api::Response error_of(const Error& e) {
+  switch (e.kind) {
+    case ErrorKind::kUsage:
+    case ErrorKind::kParse:
+      return api::error(400, e.message);
+    case ErrorKind::kNotFound:
+      return api::error(404, e.message);
+    case ErrorKind::kResource:
+      return api::error(409, e.message);
+    default:
+      return api::error(500, e.message);
+  }
+}
+
+CpuSet Daemon::Impl::held_cpus() {
+  CpuSet held;
+  for (const auto& h : store->holds().value_or(std::vector<HoldRow>{})) {
+    if (auto cpus = CpuSet::parse_list(h.cpus)) held |= *cpus;
+  }
+  return held;
+}
+
 json Daemon::Impl::workload_json(const Workload& w) {
+  return workload_json(w, store->holds().value_or(std::vector<HoldRow>{}));
+}
+
+json Daemon::Impl::workload_json(const Workload& w, const std::vector<HoldRow>& holds) {
   json memory = nullptr;
   if (!w.samples.empty() && w.phase != Phase::kStopped) memory = to_json(w.samples.back().memory);
   json placement = nullptr;
-  if (auto holds = store->holds()) {
-    for (const auto& h : *holds) {
-      if (h.owner == w.spec.name) placement = {{"cpus", h.cpus}, {"mems", h.mems}};
-    }
+  for (const auto& h : holds) {
+    if (h.owner == w.spec.name) placement = {{"cpus", h.cpus}, {"mems", h.mems}};
   }
   json cgroup = nullptr;
   if (w.group) {
@@ -168,12 +175,7 @@ std::string Daemon::Impl::metrics_text() {
   for (const auto& [name, a] : attachments) {
     if (!a->samples.empty()) memory_lines("attachment", name, a->samples.back().memory);
   }
-  size_t held = 0;
-  if (auto holds = store->holds()) {
-    for (const auto& h : *holds) {
-      if (auto cpus = CpuSet::parse_list(h.cpus)) held += cpus->count();
-    }
-  }
+  const int held = held_cpus().count();
   m << "# HELP hostfit_node_cpus_effective CPUs hostfit may use on this node.\n"
        "# TYPE hostfit_node_cpus_effective gauge\n"
     << "hostfit_node_cpus_effective " << self.cpu.effective << "\n"
@@ -190,15 +192,7 @@ std::string Daemon::Impl::metrics_text() {
 void Daemon::Impl::add_routes(api::Router& router) {
   // The page (docs/web.md): GET /, its files, and the topology its map draws, where the CPUs of
   // hostfit's own placements are not mistaken for other tools' pins.
-  web::add_routes(router, root, self, [this] {
-    CpuSet held;
-    if (auto holds = store->holds()) {
-      for (const auto& h : *holds) {
-        if (auto cpus = CpuSet::parse_list(h.cpus)) held = held | *cpus;
-      }
-    }
-    return held;
-  });
+  web::add_routes(router, root, self, [this] { return held_cpus(); });
   const auto find = [this](const api::Request& req) -> std::shared_ptr<Workload> {
     auto it = workloads.find(req.params.at("name"));
     return it == workloads.end() ? nullptr : it->second;
@@ -234,8 +228,9 @@ void Daemon::Impl::add_routes(api::Router& router) {
 
   router.add("GET", "/v1/workloads", [this](const api::Request&, api::Reply reply) {
     json list = json::array();
+    const auto holds = store->holds().value_or(std::vector<HoldRow>{});  // once, not per workload
     for (const auto& [name, w] : workloads)
-      list.push_back(workload_json(*w));
+      list.push_back(workload_json(*w, holds));
     reply(api::json(200, {{"workloads", list}}));
   });
 

@@ -120,6 +120,19 @@ Error sqlite_error(sqlite3* db, std::string_view what, const std::filesystem::pa
                "cannot " + std::string(what) + " in " + path.string() + ": " + sqlite3_errmsg(db)};
 }
 
+// Steps a query to its end, each row made by row_of; the statement is reset for its next use.
+template <class Row, class RowOf>
+Result<std::vector<Row>> collect_rows(sqlite3* db, Statement& s, RowOf row_of,
+                                      std::string_view what, const std::filesystem::path& path) {
+  std::vector<Row> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW)
+    out.push_back(row_of(s));
+  s.reset();
+  if (rc != SQLITE_DONE) return fail(sqlite_error(db, what, path));
+  return out;
+}
+
 }  // namespace
 
 struct Store::Impl {
@@ -292,13 +305,7 @@ WorkloadRow workload_of(const Statement& s) {
 Result<std::vector<WorkloadRow>> Store::workloads() {
   auto& s = HOSTFIT_STMT(
       "SELECT name, spec, source, wanted, restarts, created_at FROM workloads ORDER BY name");
-  std::vector<WorkloadRow> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW)
-    out.push_back(workload_of(s));
-  s.reset();
-  if (rc != SQLITE_DONE) return fail(sqlite_error(impl_->db, "read workloads", path_));
-  return out;
+  return collect_rows<WorkloadRow>(impl_->db, s, workload_of, "read workloads", path_);
 }
 
 Result<std::optional<WorkloadRow>> Store::workload(const std::string& name) {
@@ -378,26 +385,14 @@ Result<std::vector<RunRow>> Store::runs(const std::string& workload, int limit) 
                                  " FROM runs WHERE workload = ?1 ORDER BY id DESC LIMIT ?2";
   auto& s = HOSTFIT_STMT(sql.c_str());
   s.bind(1, workload).bind(2, int64_t{limit});
-  std::vector<RunRow> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW)
-    out.push_back(run_of(s));
-  s.reset();
-  if (rc != SQLITE_DONE) return fail(sqlite_error(impl_->db, "read runs", path_));
-  return out;
+  return collect_rows<RunRow>(impl_->db, s, run_of, "read runs", path_);
 }
 
 Result<std::vector<RunRow>> Store::open_runs() {
-  static const std::string sql =
-      std::string("SELECT ") + kRunColumns + " FROM runs WHERE state IN ('STARTING', 'RUNNING') ORDER BY id";
+  static const std::string sql = std::string("SELECT ") + kRunColumns +
+                                 " FROM runs WHERE state IN ('STARTING', 'RUNNING') ORDER BY id";
   auto& s = HOSTFIT_STMT(sql.c_str());
-  std::vector<RunRow> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW)
-    out.push_back(run_of(s));
-  s.reset();
-  if (rc != SQLITE_DONE) return fail(sqlite_error(impl_->db, "read runs", path_));
-  return out;
+  return collect_rows<RunRow>(impl_->db, s, run_of, "read runs", path_);
 }
 
 Status Store::hold(const HoldRow& r) {
@@ -420,13 +415,12 @@ Status Store::release_hold(const std::string& owner) {
 
 Result<std::vector<HoldRow>> Store::holds() {
   auto& s = HOSTFIT_STMT("SELECT owner, cpus, mems FROM placements ORDER BY rowid");
-  std::vector<HoldRow> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW)
-    out.push_back({s.text(0), s.text(1), s.text(2)});
-  s.reset();
-  if (rc != SQLITE_DONE) return fail(sqlite_error(impl_->db, "read placements", path_));
-  return out;
+  return collect_rows<HoldRow>(
+      impl_->db, s,
+      [](const Statement& row) -> HoldRow {
+        return {row.text(0), row.text(1), row.text(2)};
+      },
+      "read placements", path_);
 }
 
 Status Store::put_attachment(const AttachmentRow& r) {
@@ -447,13 +441,12 @@ Status Store::delete_attachment(const std::string& name) {
 Result<std::vector<AttachmentRow>> Store::attachments() {
   auto& s = HOSTFIT_STMT(
       "SELECT name, cgroup, cache_limit_bytes, created_at FROM attachments ORDER BY name");
-  std::vector<AttachmentRow> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW)
-    out.push_back({s.text(0), s.text(1), s.opt(2), s.text(3)});
-  s.reset();
-  if (rc != SQLITE_DONE) return fail(sqlite_error(impl_->db, "read attachments", path_));
-  return out;
+  return collect_rows<AttachmentRow>(
+      impl_->db, s,
+      [](const Statement& row) -> AttachmentRow {
+        return {row.text(0), row.text(1), row.opt(2), row.text(3)};
+      },
+      "read attachments", path_);
 }
 
 Result<int64_t> Store::append_event(EventRow r) {
@@ -471,13 +464,12 @@ Result<std::vector<EventRow>> Store::events_since(int64_t seq, int limit) {
       "SELECT seq, time, type, workload, message, data FROM events WHERE seq > ?1 ORDER BY seq "
       "LIMIT ?2");
   s.bind(1, seq).bind(2, int64_t{limit});
-  std::vector<EventRow> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW)
-    out.push_back({s.i64(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5)});
-  s.reset();
-  if (rc != SQLITE_DONE) return fail(sqlite_error(impl_->db, "read events", path_));
-  return out;
+  return collect_rows<EventRow>(
+      impl_->db, s,
+      [](const Statement& row) -> EventRow {
+        return {row.i64(0), row.text(1), row.text(2), row.text(3), row.text(4), row.text(5)};
+      },
+      "read events", path_);
 }
 
 Result<int64_t> Store::last_event_seq() {
