@@ -142,6 +142,49 @@ TEST_F(V2Cache, CacheLimitHoldsTheReadersCacheWithMemoryHighAndLeavesTmpfs) {
   EXPECT_EQ(held["errors"], 0) << held.dump();
 }
 
+// The registry mirror as a service hostfit did not create: a group made by hand, `hostfit attach`
+// holding its cache, a reader inside; then SIGINT puts back every limit it changed.
+TEST_F(V2Cache, AttachHoldsAGroupItDidNotCreateAndRestoresItsLimits) {
+  constexpr uint64_t kMiB = 1 << 20;
+  ScratchGroup svc("svc-" + test_name());
+  std::ofstream(svc.dir() + "/memory.max") << "1073741824";
+  const std::string high_before = slurp(svc.dir() + "/memory.high");
+  const std::string max_before = slurp(svc.dir() + "/memory.max");
+  const std::string report = "/tmp/" + test_name() + ".json", stat = report + ".stat";
+  EXPECT_EQ(
+      fixtures::run_command({"sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"}).exit_code, 0);
+  const std::string bin(HOSTFIT_BIN);
+  const std::string script = bin + " attach --cgroup " + svc.path() +
+                             " --cache-limit 32Mi --cache-interval 20ms --report " + report +
+                             " & a=$!; sleep 1; sh -c 'echo $$ > " + svc.dir() +
+                             "/cgroup.procs && exec cat " + file_ + " " + file_ +
+                             " > /dev/null' && " + bin + " stat " + svc.path() + " -o json > " +
+                             stat + "; kill -INT $a; wait $a";
+  const auto r = fixtures::run_command({"sh", "-c", script});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("holding the page cache of " + svc.path() + " (v2"), std::string::npos)
+      << r.out;
+
+  const auto held = nlohmann::json::parse(slurp(report), nullptr, false);
+  fs::remove(report);
+  ASSERT_FALSE(held.is_discarded());
+  EXPECT_EQ(held["method"], "memory.high") << held.dump();
+  EXPECT_EQ(held["restored"], true) << held.dump();
+  EXPECT_GT(held["reclaims"].get<uint64_t>() + held["holds"].get<uint64_t>(), 0u) << held.dump();
+  EXPECT_LE(held["peak"]["reclaimable_file_bytes"].get<uint64_t>(), 96 * kMiB) << held.dump();
+  // Byte for byte what the group had before hostfit came.
+  EXPECT_EQ(slurp(svc.dir() + "/memory.high"), high_before);
+  EXPECT_EQ(slurp(svc.dir() + "/memory.max"), max_before);
+
+  // stat reads the group's own PSI on v2, not the system's.
+  const auto s = nlohmann::json::parse(slurp(stat), nullptr, false);
+  fs::remove(stat);
+  ASSERT_FALSE(s.is_discarded());
+  EXPECT_EQ(s["version"], "v2");
+  EXPECT_EQ(s["pressure"]["scope"], "cgroup") << s.dump();
+  EXPECT_EQ(s["pressure"]["source"], svc.dir() + "/memory.pressure") << s.dump();
+}
+
 class V2Namespace : public ::testing::Test {
  protected:
   void SetUp() override { HOSTFIT_REQUIRE_GUEST("v2"); }
