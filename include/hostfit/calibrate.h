@@ -24,13 +24,23 @@ namespace hostfit {
 
 inline constexpr uint64_t kDefaultCalibrateInstances = 64;
 inline constexpr uint64_t kDefaultCalibrateMemoryBytes = uint64_t{4} << 30;
+// A gateway's steady state: on Debian's V8 10.2 the maps per instance rise from 14 (fresh) to 18
+// once hot code tiers up (1,000 requests) and to 23 once the new space has grown to its working
+// size (between 20,000 and 100,000 requests), then stay flat to 1,000,000 (docs/runtimes.md).
+inline constexpr uint64_t kDefaultCalibrateRequests = 100000;
 
 struct CalibrateOptions {
   std::string runtime = "v8";  // the only runtime measurable here
   uint64_t plugins = 1;        // instances added per step: one worker's plugins
   uint64_t instances = kDefaultCalibrateInstances;  // grow to this many or to the first failure
   std::filesystem::path module;  // a .wasm file; empty: the built-in gateway plugin
-  std::filesystem::path helper;  // the hostfit-v8-instances binary
+  // Requests each instance serves before it is counted (0: counted fresh). V8 tiers hot code up
+  // after some hundreds; a JavaScript heap grows with every request that allocates in it.
+  uint64_t requests = kDefaultCalibrateRequests;
+  // -1: the host copies each request into linear memory only (a proxy-wasm host). K >= 0: it also
+  // keeps each request's headers as a JavaScript Map in the isolate, the last K of them.
+  int js_state = -1;
+  std::filesystem::path helper;                                // the hostfit-v8-instances binary
   uint64_t memory_limit_bytes = kDefaultCalibrateMemoryBytes;  // RLIMIT_DATA of the child
   std::chrono::seconds timeout{300};                           // wall clock for the whole run
   std::string command;  // the command line that asked for it, recorded with the profile
@@ -59,6 +69,8 @@ struct Calibration {
   std::string runtime_version;  // "10.2.154.26-node.37", as the runtime reports it
   std::string module;           // "built-in gateway plugin" or the file
   uint64_t plugins = 1;
+  uint64_t requests = 0;                   // served by each instance before it was counted
+  int js_state = -1;                       // as CalibrateOptions::js_state
   uint64_t requested = 0;                  // --instances
   std::vector<CalibrationSample> samples;  // the first has no instance
   CostFit maps, vm_size, vm_rss, pss, create_ms;

@@ -52,6 +52,8 @@ Status Helper::start(const CalibrateOptions& o) {
     return fail(ErrorKind::kIo, std::string("cannot make pipes: ") + std::strerror(errno), errno);
   std::vector<std::string> args = {o.helper.string()};
   if (!o.module.empty()) args.insert(args.end(), {"--module", o.module.string()});
+  args.insert(args.end(), {"--requests", std::to_string(o.requests)});
+  if (o.js_state >= 0) args.insert(args.end(), {"--js-state", std::to_string(o.js_state)});
   std::vector<char*> argv;
   for (auto& a : args)
     argv.push_back(a.data());
@@ -248,6 +250,8 @@ Result<Calibration> calibrate(const Sysroot& root, const CalibrateOptions& o) {
   c.runtime = o.runtime;
   c.module = o.module.empty() ? "built-in gateway plugin" : o.module.string();
   c.plugins = o.plugins;
+  c.requests = o.requests;
+  c.js_state = o.js_state;
   c.requested = o.instances;
   c.command = o.command;
   c.measured_at = format_utc(std::chrono::system_clock::now());
@@ -285,7 +289,7 @@ Result<Calibration> calibrate(const Sysroot& root, const CalibrateOptions& o) {
     const auto words = split_whitespace(**line);
     if (words.empty() || words[0] == "error") {
       helper.stop();
-      return fail(ErrorKind::kUsage, "the module " + c.module + " cannot be instantiated: " +
+      return fail(ErrorKind::kUsage, "the module " + c.module + " cannot be instantiated or run: " +
                                          (**line).substr(std::min<size_t>(6, (**line).size())));
     }
     if (words[0] != "added" || words.size() < 2) return died("answered '" + **line + "'");
@@ -344,7 +348,8 @@ RuntimeProfile to_profile(const Calibration& c) {
   p.measured = true;
   p.version = c.runtime_version;
   p.source = "measured " + c.measured_at.substr(0, 10) + " by `" + c.command + "` (" + c.module +
-             ", " + std::to_string(c.samples.back().instances) + " instances)";
+             ", " + std::to_string(c.samples.back().instances) + " instances, " +
+             std::to_string(c.requests) + " requests each)";
   return p;
 }
 
@@ -363,6 +368,8 @@ nlohmann::json to_json(const Calibration& c) {
       {"runtime_version", c.runtime_version},
       {"module", c.module},
       {"plugins", c.plugins},
+      {"requests", c.requests},
+      {"js_state", c.js_state < 0 ? nlohmann::json(nullptr) : nlohmann::json(c.js_state)},
       {"instances", c.samples.back().instances},
       {"requested_instances", c.requested},
       {"failed", c.failed},

@@ -27,6 +27,22 @@ constexpr char kInstantiate[] =
     "WebAssembly.Memory)) throw new Error('the module must export memory and on_request');"
     "exports;";
 
+// A host that keeps per-request state in JavaScript: the request head parsed into a Map of its
+// headers, the last `keep` of them held.
+constexpr char kRecord[] =
+    "const kept = []; let seen = 0;"
+    "(function record(head, keep) {"
+    "  const headers = new Map();"
+    "  for (const line of head.split('\\r\\n')) {"
+    "    const colon = line.indexOf(':');"
+    "    if (colon > 0) headers.set(line.slice(0, colon).toLowerCase(), line.slice(colon + "
+    "1).trim());"
+    "  }"
+    "  headers.set(':request', ++seen);"
+    "  if (keep > 0) { kept.push(headers); if (kept.length > keep) kept.shift(); }"
+    "  return headers.size;"
+    "})";
+
 std::string exception_text(v8::Isolate* isolate, const v8::TryCatch& try_catch) {
   if (!try_catch.HasCaught()) return "unknown error";
   v8::String::Utf8Value text(isolate, try_catch.Exception());
@@ -59,11 +75,14 @@ struct PluginInstance::State {
   v8::Global<v8::Context> context;
   v8::Global<v8::Function> on_request;
   v8::Global<v8::Object> memory;
+  v8::Global<v8::Function> record;  // set when the host keeps state in JavaScript
+  int js_state = -1;
   bool ok = false;
 };
 
-PluginInstance::PluginInstance(std::span<const uint8_t> module, std::string& error)
+PluginInstance::PluginInstance(std::span<const uint8_t> module, std::string& error, int js_state)
     : state_(std::make_unique<State>()) {
+  state_->js_state = js_state;
   v8::Isolate::CreateParams params;
   params.array_buffer_allocator = allocator();
   state_->isolate = v8::Isolate::New(params);
@@ -99,6 +118,16 @@ PluginInstance::PluginInstance(std::span<const uint8_t> module, std::string& err
   }
   state_->on_request.Reset(isolate, fn.As<v8::Function>());
   state_->memory.Reset(isolate, memory.As<v8::Object>());
+  if (js_state >= 0) {
+    v8::Local<v8::Value> record;
+    if (!v8::Script::Compile(context, v8::String::NewFromUtf8Literal(isolate, kRecord))
+             .ToLocal(&script) ||
+        !script->Run(context).ToLocal(&record) || !record->IsFunction()) {
+      error = exception_text(isolate, try_catch);
+      return;
+    }
+    state_->record.Reset(isolate, record.As<v8::Function>());
+  }
   state_->ok = true;
 }
 
@@ -106,6 +135,7 @@ PluginInstance::~PluginInstance() {
   if (!state_ || !state_->isolate) return;
   state_->on_request.Reset();
   state_->memory.Reset();
+  state_->record.Reset();
   state_->context.Reset();
   state_->isolate->Dispose();
 }
@@ -138,6 +168,18 @@ int32_t PluginInstance::on_request(std::span<const uint8_t> request) {
   v8::Local<v8::Value> args[] = {v8::Integer::NewFromUnsigned(isolate, kRequestOffset),
                                  v8::Integer::NewFromUnsigned(isolate, static_cast<uint32_t>(len))};
   v8::Local<v8::Value> result;
+  if (state_->js_state >= 0) {
+    v8::Local<v8::String> head;
+    if (!v8::String::NewFromOneByte(isolate, request.data(), v8::NewStringType::kNormal,
+                                    static_cast<int>(len))
+             .ToLocal(&head))
+      return -1;
+    v8::Local<v8::Value> record_args[] = {head, v8::Integer::New(isolate, state_->js_state)};
+    if (!state_->record.Get(isolate)
+             ->Call(context, context->Global(), 2, record_args)
+             .ToLocal(&result))
+      return -1;
+  }
   if (!state_->on_request.Get(isolate)->Call(context, context->Global(), 2, args).ToLocal(&result))
     return -1;
   return result->Int32Value(context).FromMaybe(-1);

@@ -33,7 +33,11 @@ class PluginInstance {
  public:
   // Creates the isolate and instantiates `module`. A JavaScript or WebAssembly error (an invalid
   // module, a missing export) is returned in `error` with the instance left unusable.
-  PluginInstance(std::span<const uint8_t> module, std::string& error);
+  // `js_state` >= 0 makes the host keep per-request state in JavaScript as well: each request's
+  // headers become a JavaScript Map in the isolate, and the last `js_state` of them are kept
+  // (0: each is garbage once the request is done). -1: the request only goes to linear memory,
+  // as a proxy-wasm host does.
+  PluginInstance(std::span<const uint8_t> module, std::string& error, int js_state = -1);
   ~PluginInstance();
   PluginInstance(const PluginInstance&) = delete;
   PluginInstance& operator=(const PluginInstance&) = delete;

@@ -17,6 +17,8 @@ struct CalibrateFlags {
   std::string plugins = "1";
   std::string instances = std::to_string(kDefaultCalibrateInstances);
   std::string module;
+  std::string requests = std::to_string(kDefaultCalibrateRequests);
+  std::string js_state;
   std::string memory_limit = "4Gi";
   std::string timeout = "300";
   Format format = Format::kTable;
@@ -43,7 +45,11 @@ void print_table(const Calibration& c, const RuntimeProfile& p) {
   std::cout << "runtime          " << c.runtime << " " << c.runtime_version << "\n"
             << "module           " << c.module << "\n"
             << "instances        " << c.samples.back().instances << " (" << c.plugins
-            << " per step), stopped by " << c.stopped_by << "\n"
+            << " per step, " << c.requests << " requests each"
+            << (c.js_state < 0 ? ""
+                               : ", the last " + std::to_string(c.js_state) +
+                                     " requests' headers kept in JavaScript")
+            << "), stopped by " << c.stopped_by << "\n"
             << "per instance     fit       min       median    max\n";
   Table t(false);
   const auto row = [&](std::string name, const CostFit& f, auto fmt) {
@@ -72,6 +78,12 @@ void add_calibrate_command(CLI::App& app, Commands& commands) {
   cmd->add_option("--instances", flags->instances,
                   "Grow to this many instances, or to the first failure (default 64)");
   cmd->add_option("--module", flags->module, "A .wasm module (default: the built-in plugin)");
+  cmd->add_option("--requests", flags->requests,
+                  "Requests each instance serves before it is counted (default 100000: the steady "
+                  "state; 0: fresh)");
+  cmd->add_option("--js-state", flags->js_state,
+                  "Also keep each request's headers as a JavaScript Map, the last K (0: none kept)")
+      ->type_name("K");
   cmd->add_option("--memory-limit", flags->memory_limit, "RLIMIT_DATA of the child (default 4Gi)")
       ->type_name("SIZE")
       ->check(size_validator());
@@ -86,6 +98,14 @@ void add_calibrate_command(CLI::App& app, Commands& commands) {
                         if (!instances) return report(instances.error());
                         auto timeout = parse_count(flags->timeout, "--timeout", 1, 86400);
                         if (!timeout) return report(timeout.error());
+                        auto requests = parse_count(flags->requests, "--requests", 0, 100'000'000);
+                        if (!requests) return report(requests.error());
+                        o.requests = *requests;
+                        if (!flags->js_state.empty()) {
+                          auto keep = parse_count(flags->js_state, "--js-state", 0, 1'000'000);
+                          if (!keep) return report(keep.error());
+                          o.js_state = static_cast<int>(*keep);
+                        }
                         o.plugins = *plugins;
                         o.instances = *instances;
                         o.timeout = std::chrono::seconds(*timeout);
@@ -97,10 +117,13 @@ void add_calibrate_command(CLI::App& app, Commands& commands) {
                           o.module = std::filesystem::absolute(flags->module);
                         }
                         o.helper = helper_path();
-                        o.command = "hostfit calibrate --runtime " + o.runtime + " --plugins " +
-                                    std::to_string(o.plugins) + " --instances " +
-                                    std::to_string(o.instances) +
-                                    (o.module.empty() ? "" : " --module " + flags->module);
+                        o.command =
+                            "hostfit calibrate --runtime " + o.runtime + " --plugins " +
+                            std::to_string(o.plugins) + " --instances " +
+                            std::to_string(o.instances) + " --requests " +
+                            std::to_string(o.requests) +
+                            (o.js_state < 0 ? "" : " --js-state " + std::to_string(o.js_state)) +
+                            (o.module.empty() ? "" : " --module " + flags->module);
                         auto c = calibrate(Sysroot("/"), o);
                         if (!c) return report(c.error());
                         if (flags->format == Format::kJson) {

@@ -89,6 +89,48 @@ TEST(CalibrateTest, PlanTakesTheCalibratedProfile) {
   EXPECT_EQ(j["budgets"]["mappings"]["per_instance"], measured["maps"]);
 }
 
+TEST(CalibrateTest, SteadyStateCostsAtLeastWhatAFreshInstanceCosts) {
+  REQUIRE_V8();
+  const auto fresh = calibrate_json({"--plugins", "4", "--instances", "8", "--requests", "0"});
+  const auto steady = calibrate_json({"--plugins", "4", "--instances", "8"});
+  EXPECT_EQ(fresh["requests"], 0);
+  EXPECT_EQ(steady["requests"], 100000);  // the default: a gateway's steady state
+  EXPECT_TRUE(steady["js_state"].is_null());
+  const double cold = fresh["per_instance"]["maps"]["per_instance"];
+  const double warm = steady["per_instance"]["maps"]["per_instance"];
+  EXPECT_GT(cold, 1.0);
+  // Serving requests only adds mappings (tiered-up code, a grown new space), never removes any.
+  EXPECT_GE(warm, cold);
+  EXPECT_GE(steady["profile"]["maps"].get<uint64_t>(), fresh["profile"]["maps"].get<uint64_t>());
+  EXPECT_NE(steady["profile"]["source"].get<std::string>().find("--requests 100000"),
+            std::string::npos)
+      << steady["profile"]["source"];
+}
+
+TEST(CalibrateTest, StateKeptInJavaScriptIsMeasuredOnTopOfTheWasmInstance) {
+  REQUIRE_V8();
+  const auto wasm = calibrate_json({"--plugins", "4", "--instances", "8", "--requests", "20000"});
+  const auto js = calibrate_json(
+      {"--plugins", "4", "--instances", "8", "--requests", "20000", "--js-state", "1000"});
+  EXPECT_EQ(js["js_state"], 1000);
+  // A thousand header maps are megabytes of JavaScript heap per isolate: more resident memory, and
+  // in this V8 (no pointer-compression cage) more mappings, one per heap page.
+  EXPECT_GT(js["per_instance"]["vm_rss_bytes"]["per_instance"].get<double>(),
+            wasm["per_instance"]["vm_rss_bytes"]["per_instance"].get<double>() + (1 << 20));
+  EXPECT_GT(js["per_instance"]["maps"]["per_instance"].get<double>(),
+            wasm["per_instance"]["maps"]["per_instance"].get<double>());
+  EXPECT_NE(js["command"].get<std::string>().find("--js-state 1000"), std::string::npos);
+}
+
+TEST(CalibrateTest, BadRequestCountsAreUsageErrorsNamingTheValue) {
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
+           {"--requests", "-1"}, {"--requests", "lots"}, {"--js-state", "1e3"}}) {
+    const auto r = run_command({HOSTFIT_BIN, "calibrate", flag, value});
+    EXPECT_EQ(r.exit_code, 2) << flag << " " << value << ": " << r.err;
+    EXPECT_NE(r.err.find(flag + " '" + value + "'"), std::string::npos) << r.err;
+  }
+}
+
 TEST(CalibrateTest, RuntimesThatCannotBeMeasuredHereSaySoAndExitTwo) {
   const auto r = run_command({HOSTFIT_BIN, "calibrate", "--runtime", "wasmtime"});
   EXPECT_EQ(r.exit_code, 2);
