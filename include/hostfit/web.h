@@ -58,10 +58,10 @@ void add_routes(api::Router& router, boost::asio::io_context& io, const Sysroot&
 
 // For `hostfit ui --serve`: the daemon's Unix socket on a loopback TCP port for the current user.
 // Serves the page itself and forwards the GET routes the page reads (/v1/node, /v1/node/topology,
-// /v1/workloads, /v1/workloads/{name}, /v1/placements, /v1/events, /metrics) to socket_path;
-// nothing else, so the port is read-only. Each forwarded request waits in a thread of its own (a
-// long poll must not hold up the others) and replies on io's thread. Call close_socket_proxy()
-// before io is gone.
+// /v1/workloads, /v1/workloads/{name}, /v1/placements, /v1/events, /v1/engines, /v1/sessions,
+// /metrics) to socket_path; nothing else, so the port is read-only. Each forwarded request waits in
+// a thread of its own (a long poll must not hold up the others) and replies on io's thread. Call
+// close_socket_proxy() before io is gone.
 void add_socket_proxy_routes(api::Router& router, boost::asio::io_context& io,
                              std::string socket_path);
 void close_socket_proxy();

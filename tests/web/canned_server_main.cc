@@ -40,10 +40,10 @@ class Canned {
   }
 
   void add_routes(hostfit::api::Router& router) {
-    const std::pair<const char*, const char*> documents[] = {{"/v1/node", "node"},
-                                                             {"/v1/node/topology", "topology"},
-                                                             {"/v1/workloads", "workloads"},
-                                                             {"/v1/placements", "placements"}};
+    const std::pair<const char*, const char*> documents[] = {
+        {"/v1/node", "node"},           {"/v1/node/topology", "topology"},
+        {"/v1/workloads", "workloads"}, {"/v1/placements", "placements"},
+        {"/v1/engines", "engines"},     {"/v1/sessions", "sessions"}};
     for (const auto& [path, key] : documents) {
       router.add("GET", path, [this, key](const Request&, Reply reply) {
         reply(hostfit::api::json(200, data_[key]));

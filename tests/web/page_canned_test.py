@@ -81,6 +81,22 @@ def test():
             colour = browser.evaluate(
                 "getComputedStyle(document.querySelector('#events li.oom')).color")
             check(colour == "rgb(180, 35, 24)", "OOM event colour: %s" % colour)
+            # CPU use of quota: no use until the counter has been read twice; "—" without it.
+            cpu = browser.evaluate(
+                "Object.fromEntries([...document.querySelectorAll('#workloads tbody tr')].map(r =>"
+                " [r.dataset.workload, r.querySelector('.cpu-use .cell').firstChild.textContent]))")
+            check(cpu == {"etl": "— of 2", "gateway": "— of 1.5", "hog": "— of 1"}, "CPU: %s" % cpu)
+            # Engines and sessions: the dead engine and its failed session with the verdict.
+            engines = browser.evaluate(
+                "[...document.querySelectorAll('#engines tbody tr')].map(r =>"
+                " r.dataset.engine + ':' + r.dataset.state + ':' + r.querySelector('.verdict').innerText)")
+            check(len(engines) == 2 and engines[0].startswith("pg-1:ENDED:KILLED(OOM)") and
+                  engines[1] == "pg-2:READY:—", "engines: %s" % engines)
+            sessions = browser.evaluate(
+                "[...document.querySelectorAll('#sessions tbody tr')].map(r =>"
+                " r.dataset.session + ':' + r.dataset.state + ':' + r.dataset.engine)")
+            check(sessions == ["s-0b1c2d3e4f506172:OPEN:pg-2", "s-9f3c1d2e8a7b6c50:FAILED:pg-1"],
+                  "sessions: %s" % sessions)
             browser.screenshot(os.path.join(outdir, "canned-1280x800.png"))
 
             # Live: an event posted now shows without a reload (the marker would not survive one).
@@ -93,6 +109,16 @@ def test():
                 timeout_s=5)
             check(browser.evaluate("window.notReloaded === true"), "the page reloaded")
             print("live event shown %.0f ms after it was posted" % ((time.monotonic() - posted) * 1000))
+            # A session's failure shows from its event alone (the canned documents never change).
+            post_event(base, {"type": "session.failed", "workload": "s-0b1c2d3e4f506172",
+                              "time": "2026-11-29T17:06:00Z",
+                              "message": "session s-0b1c2d3e4f506172 failed: engine 'pg-2' ended",
+                              "data": {"engine": "pg-2", "key": "pg/user/alice/default",
+                                       "verdict": {"verdict": "KILLED(SIGNAL 9)"}}})
+            browser.wait_for("(() => { const r = document.querySelector("
+                             "'#sessions tr[data-session=\"s-0b1c2d3e4f506172\"]');"
+                             " return r && r.dataset.state === 'FAILED' &&"
+                             " r.innerText.includes('KILLED(SIGNAL 9)'); })()", timeout_s=5)
 
             # Keyboard: Tab reaches a NUMA node, whose details then show; Enter on a workload row
             # emphasises its CPUs.
