@@ -115,16 +115,25 @@
     return cpuList(pick(w, 'placement.cpus', 'cpuset', 'cpus_list', 'cpuset_cpus'));
   }
 
-  // Letters and colours follow the sorted names, so a workload keeps them across refreshes.
+  // A workload keeps its letter and colour while it exists: a new one takes the lowest free
+  // number (in name order when several come at once), so workloads coming and going do not
+  // relabel the others (which redrew every row and the map).
+  const marksByName = new Map();  // name -> {n, label, color}
   function workloadMarks() {
     const names = model.workloads.map(workloadName).sort();
-    const marks = new Map();
-    names.forEach((name, i) => {
-      let label = '', n = i;
+    const live = new Set(names);
+    for (const name of [...marksByName.keys()]) if (!live.has(name)) marksByName.delete(name);
+    const used = new Set([...marksByName.values()].map((m) => m.n));
+    let next = 0;
+    for (const name of names) {
+      if (marksByName.has(name)) continue;
+      while (used.has(next)) next++;
+      used.add(next);
+      let label = '', n = next;
       do { label = String.fromCharCode(65 + (n % 26)) + label; n = Math.floor(n / 26) - 1; } while (n >= 0);
-      marks.set(name, {label, color: kPalette[i % kPalette.length]});
-    });
-    return marks;
+      marksByName.set(name, {n: next, label, color: kPalette[next % kPalette.length]});
+    }
+    return new Map(names.map((name) => [name, marksByName.get(name)]));
   }
 
   // Who holds each CPU: a hostfit workload, a foreign pin, or no one; offline and disallowed
