@@ -610,9 +610,10 @@
         cell('td', {'data-label': 'Verdict', class: 'verdict'}, r.verdict || '—',
              r.verdict && r.why ? el('div', {class: 'why'}, String(r.why)) : null)),
       el('tr', null, el('td', {colspan: '6', class: 'empty'}, 'No sessions.')));
+    const count = (n, one) => n + ' ' + one + (n === 1 ? '' : 's');
     document.getElementById('sessions-count').textContent =
-        '(' + engines.filter((e) => e.state !== 'ENDED').length + ' engines, ' +
-        sessions.filter((s) => s.state === 'OPEN' || s.state === 'PENDING').length + ' sessions open)';
+        '(' + count(engines.filter((e) => e.state !== 'ENDED').length, 'engine') + ' live, ' +
+        count(sessions.filter((s) => s.state === 'OPEN' || s.state === 'PENDING').length, 'session') + ' open)';
   }
 
   // ---- refresh and the long poll -------------------------------------------------------------
