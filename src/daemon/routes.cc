@@ -192,7 +192,7 @@ std::string Daemon::Impl::metrics_text() {
 void Daemon::Impl::add_routes(api::Router& router) {
   // The page (docs/web.md): GET /, its files, and the topology its map draws, where the CPUs of
   // hostfit's own placements are not mistaken for other tools' pins.
-  web::add_routes(router, root, self, [this] { return held_cpus(); });
+  web::add_routes(router, io, root, self, [this] { return held_cpus(); });
   const auto find = [this](const api::Request& req) -> std::shared_ptr<Workload> {
     auto it = workloads.find(req.params.at("name"));
     return it == workloads.end() ? nullptr : it->second;

@@ -26,7 +26,8 @@ std::shared_ptr<Target>& target() {
 
 constexpr const char* kForwarded[] = {
     "/v1/node",       "/v1/node/topology", "/v1/workloads", "/v1/workloads/{name}",
-    "/v1/placements", "/v1/events",        "/metrics"};
+    "/v1/placements", "/v1/events",        "/v1/engines",   "/v1/sessions",
+    "/metrics"};
 
 api::Response forward(const std::string& socket_path, const api::Request& request) {
   auto answer = api::request(socket_path, "GET", request.target);

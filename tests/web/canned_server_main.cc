@@ -6,7 +6,8 @@
 //   web-canned-server DATA.json TOKEN   prints "http://127.0.0.1:PORT/" and serves until SIGTERM
 //
 // POST /test/events {"type": ..., ...} appends an event (its seq is assigned) and answers the
-// waiting long polls, as a daemon does when something happens.
+// waiting long polls, as a daemon does when something happens; PUT /test/documents/KEY replaces
+// one of the documents (workloads, sessions, ...).
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -40,16 +41,25 @@ class Canned {
   }
 
   void add_routes(hostfit::api::Router& router) {
-    const std::pair<const char*, const char*> documents[] = {{"/v1/node", "node"},
-                                                             {"/v1/node/topology", "topology"},
-                                                             {"/v1/workloads", "workloads"},
-                                                             {"/v1/placements", "placements"}};
+    const std::pair<const char*, const char*> documents[] = {
+        {"/v1/node", "node"},           {"/v1/node/topology", "topology"},
+        {"/v1/workloads", "workloads"}, {"/v1/placements", "placements"},
+        {"/v1/engines", "engines"},     {"/v1/sessions", "sessions"}};
     for (const auto& [path, key] : documents) {
       router.add("GET", path, [this, key](const Request&, Reply reply) {
         reply(hostfit::api::json(200, data_[key]));
       });
     }
     router.add("GET", "/v1/events", [this](const Request& r, Reply reply) { poll(r, reply); });
+    // PUT /test/documents/{key}: a document replaced, as the daemon's answers change over time.
+    router.add("PUT", "/test/documents/{key}", [this](const Request& r, Reply reply) {
+      const std::string key = r.params.at("key");
+      auto doc = hostfit::api::parse_object(r);
+      if (!doc) return reply(hostfit::api::error(400, doc.error().message));
+      if (!data_.contains(key)) return reply(hostfit::api::error(404, "no document " + key));
+      data_[key] = *doc;
+      reply(hostfit::api::json(200, data_[key]));
+    });
     router.add("POST", "/test/events", [this](const Request& r, Reply reply) {
       auto event = hostfit::api::parse_object(r);
       if (!event) return reply(hostfit::api::error(400, event.error().message));

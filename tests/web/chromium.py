@@ -118,7 +118,8 @@ def process_kind(pid):
 
 
 class Browser:
-    def __init__(self, memory_limit_bytes=1 << 30, timeout_s=120, width=1280, height=800):
+    def __init__(self, memory_limit_bytes=1 << 30, timeout_s=120, width=1280, height=800,
+                 disable_features=()):
         self.chromium = find_chromium()
         self.cgroup = MemoryCgroup(memory_limit_bytes)
         self.profile = tempfile.mkdtemp(prefix="hostfit-chromium-")
@@ -141,7 +142,7 @@ class Browser:
                 "--disable-default-apps", "--mute-audio", "--hide-scrollbars",
                 # A page left stays out of the back/forward cache, so the renderers measured
                 # are the page's and Chromium's spare, not every page visited.
-                "--disable-features=BackForwardCache",
+                "--disable-features=" + ",".join(("BackForwardCache",) + tuple(disable_features)),
                 "--window-size=%d,%d" % (width, height), "about:blank"]
         try:
             self.process = subprocess.Popen(args, preexec_fn=child, pass_fds=(3, 4),
@@ -276,6 +277,9 @@ class Browser:
 
     def metrics(self):
         return {m["name"]: m["value"] for m in self.call("Performance.getMetrics")["metrics"]}
+
+    def renderer_pids(self):
+        return sorted(p for p in self.cgroup.pids() if process_kind(p) == "renderer")
 
     def memory(self):
         """PSS of every process of the browser, by kind, and the cgroup's charge."""

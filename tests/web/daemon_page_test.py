@@ -207,6 +207,21 @@ def test():
                 ".map(r => r.dataset.workload + ':' + r.dataset.state)")
             check(sorted(rows) == ["hog:RUNNING", "pinned:RUNNING", "quota:RUNNING"],
                   "rows: %s" % rows)
+            # CPU use of quota: computed from cpu.usage_usec where the daemon gives it (two reads
+            # 5 s apart at least); "—" where it does not.
+            has_cpu = "cpu" in [w for w in daemon.call("GET", "v1/workloads")["workloads"]
+                                if w["name"] == "quota"][0]
+            cpu_cell = ("document.querySelector('tr[data-workload=\"quota\"] .cpu-use .cell')"
+                        ".firstChild.textContent")
+            if has_cpu:
+                text, _ = browser.wait_for("/^\\d+\\.\\d\\d of 0\\.5$/.test(%s) && %s" % (
+                    cpu_cell, cpu_cell), timeout_s=15)
+            else:
+                text = browser.evaluate(cpu_cell)
+                check(text == "— of 0.5", "CPU use without the daemon's counter: %r" % text)
+            print("CPU column of 'quota' (%s): %s" % (
+                "cpu in the daemon's answer" if has_cpu else "no cpu key in the daemon's answer",
+                text))
             browser.screenshot(os.path.join(outdir, "daemon-before-1280x800.png"))
 
             with open(trigger, "w") as f:

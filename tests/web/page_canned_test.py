@@ -26,6 +26,12 @@ def post_event(base, event):
     urllib.request.urlopen(request, timeout=5).read()
 
 
+def put_document(base, key, doc):
+    request = urllib.request.Request(base + "test/documents/" + key, data=json.dumps(doc).encode(),
+                                     method="PUT", headers={"Authorization": "Bearer " + TOKEN})
+    urllib.request.urlopen(request, timeout=5).read()
+
+
 def cpus(browser):
     return browser.evaluate(
         "Object.fromEntries([...document.querySelectorAll('#topology .cpu')].map(c => "
@@ -81,6 +87,24 @@ def test():
             colour = browser.evaluate(
                 "getComputedStyle(document.querySelector('#events li.oom')).color")
             check(colour == "rgb(180, 35, 24)", "OOM event colour: %s" % colour)
+            # CPU use of quota: no use until the counter has been read twice; "—" without it.
+            cpu = browser.evaluate(
+                "Object.fromEntries([...document.querySelectorAll('#workloads tbody tr')].map(r =>"
+                " [r.dataset.workload, r.querySelector('.cpu-use .cell').firstChild.textContent]))")
+            # (etl's unchanged counter reads 0.00 once a second read came, on a slow machine.)
+            check(cpu["etl"] in ("— of 2", "0.00 of 2") and cpu["gateway"] == "— of 1.5" and
+                  cpu["hog"] == "— of 1", "CPU: %s" % cpu)
+            # Engines and sessions: the dead engine and its failed session with the verdict.
+            engines = browser.evaluate(
+                "[...document.querySelectorAll('#engines tbody tr')].map(r =>"
+                " r.dataset.engine + ':' + r.dataset.state + ':' + r.querySelector('.verdict').innerText)")
+            check(len(engines) == 2 and engines[0].startswith("pg-1:ENDED:KILLED(OOM)") and
+                  engines[1] == "pg-2:READY:—", "engines: %s" % engines)
+            sessions = browser.evaluate(
+                "[...document.querySelectorAll('#sessions tbody tr')].map(r =>"
+                " r.dataset.session + ':' + r.dataset.state + ':' + r.dataset.engine)")
+            check(sessions == ["s-0b1c2d3e4f506172:OPEN:pg-2", "s-9f3c1d2e8a7b6c50:FAILED:pg-1"],
+                  "sessions: %s" % sessions)
             browser.screenshot(os.path.join(outdir, "canned-1280x800.png"))
 
             # Live: an event posted now shows without a reload (the marker would not survive one).
@@ -93,6 +117,29 @@ def test():
                 timeout_s=5)
             check(browser.evaluate("window.notReloaded === true"), "the page reloaded")
             print("live event shown %.0f ms after it was posted" % ((time.monotonic() - posted) * 1000))
+            # CPU use: etl's counter grows by 3 CPU-seconds; the next read shows the rate since
+            # the one before, in CPUs of its quota of 2.
+            time.sleep(2.5)
+            with open(data) as f:
+                workloads = json.load(f)["workloads"]
+            workloads["workloads"][0]["cpu"]["usage_usec"] += 3000000
+            put_document(base, "workloads", workloads)
+            post_event(base, {"type": "run.note", "workload": "etl", "message": "counter moved"})
+            cell = "document.querySelector('tr[data-workload=\"etl\"] .cpu-use .cell').firstChild.textContent"
+            text, _ = browser.wait_for("/^\\d+\\.\\d\\d of 2$/.test(%s) && %s" % (cell, cell),
+                                       timeout_s=10)
+            check(0.2 < float(text.split()[0]) < 3.0, "etl's CPU use: %r" % text)
+            print("etl's CPU use after 3 CPU-seconds: %s" % text)
+            # A session's failure shows from its event alone (the canned documents never change).
+            post_event(base, {"type": "session.failed", "workload": "s-0b1c2d3e4f506172",
+                              "time": "2026-11-29T17:06:00Z",
+                              "message": "session s-0b1c2d3e4f506172 failed: engine 'pg-2' ended",
+                              "data": {"engine": "pg-2", "key": "pg/user/alice/default",
+                                       "verdict": {"verdict": "KILLED(SIGNAL 9)"}}})
+            browser.wait_for("(() => { const r = document.querySelector("
+                             "'#sessions tr[data-session=\"s-0b1c2d3e4f506172\"]');"
+                             " return r && r.dataset.state === 'FAILED' &&"
+                             " r.innerText.includes('KILLED(SIGNAL 9)'); })()", timeout_s=5)
 
             # Keyboard: Tab reaches a NUMA node, whose details then show; Enter on a workload row
             # emphasises its CPUs.
@@ -114,6 +161,24 @@ def test():
             check(bright == ["4", "5"] and dimmed > 0, "highlighted CPUs: %s" % bright)
             focused = browser.evaluate("document.activeElement.dataset.workload")
             check(focused == "gateway", "focus after Enter: %s" % focused)
+
+            # Tab alone walks the page: the NUMA nodes, every workload row and the events list
+            # (a scrolling box) take the focus, in the order they are shown, each visibly.
+            browser.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
+            reached = []
+            for _ in range(14):
+                browser.call("Input.dispatchKeyEvent", {"type": "rawKeyDown", "key": "Tab",
+                                                        "code": "Tab", "windowsVirtualKeyCode": 9})
+                browser.call("Input.dispatchKeyEvent", {"type": "keyUp", "key": "Tab",
+                                                        "code": "Tab", "windowsVirtualKeyCode": 9})
+                reached.append(browser.evaluate(
+                    "(() => { const a = document.activeElement; return [a.id || a.dataset.node ||"
+                    " a.dataset.workload || a.tagName, getComputedStyle(a).outlineStyle]; })()"))
+            names = [r[0] for r in reached]
+            for want in ("0", "1", "2", "3", "etl", "gateway", "hog", "events"):
+                check(want in names, "Tab never reaches %s: %s" % (want, names))
+            check(all(r[1] != "none" for r in reached if r[0] in ("etl", "events", "2")),
+                  "focus without a visible outline: %s" % reached)
 
             # Without colour: every held CPU carries a text label too.
             labels = browser.evaluate(

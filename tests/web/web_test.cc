@@ -5,6 +5,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <optional>
 #include <regex>
 #include <string>
 
@@ -27,6 +31,24 @@ api::Response get(const api::Router& router, const std::string& path) {
   });
   EXPECT_TRUE(answered) << path;
   return answer;
+}
+
+// A route that answers later on io's thread (the topology's pins are read in a thread).
+api::Response get_on(boost::asio::io_context& io, const api::Router& router,
+                     const std::string& path) {
+  api::Request request;
+  request.method = "GET";
+  request.target = path;
+  request.path = path;
+  std::optional<api::Response> answer;
+  io.restart();  // a previous get_on ran it out of work, which stops it
+  auto work = boost::asio::make_work_guard(io);
+  router.dispatch(request, [&](api::Response r) { answer = std::move(r); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!answer && std::chrono::steady_clock::now() < deadline)
+    io.run_one_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(answer) << path << " was not answered in 20 s";
+  return answer.value_or(api::Response{});
 }
 
 TEST(WebRoutes, RootServesTheHtmlPageWithASelfOnlyContentSecurityPolicy) {
@@ -69,15 +91,20 @@ TEST(WebAssets, EveryFileThePageNamesIsEmbeddedAndNothingComesFromElsewhere) {
   ASSERT_NE(page, nullptr);
   const std::string html(page->body);
   const std::regex reference(R"((?:src|href)="([^"]*)\")");
-  int local = 0;
+  int local = 0, preloads = 0;
   for (std::sregex_iterator it(html.begin(), html.end(), reference), end; it != end; ++it) {
     const std::string url = (*it)[1];
     if (url == "data:,") continue;  // the empty icon: no request at all
+    if (url.starts_with("/v1/")) {  // a document of the daemon's API it preloads: same origin
+      ++preloads;
+      continue;
+    }
     EXPECT_TRUE(url.starts_with("/ui/")) << url << " is not one of the page's own files";
     EXPECT_NE(find_asset(url), nullptr) << url << " is not embedded";
     ++local;
   }
   EXPECT_EQ(local, 2);
+  EXPECT_EQ(preloads, 7);
   // No absolute URL anywhere (a CDN, a font), except the SVG namespace name, which is never
   // fetched.
   const std::regex absolute(R"(https?://(?!www\.w3\.org/2000/svg))");
@@ -107,11 +134,12 @@ TEST(TopologyRoute, DescribesPackagesNodesOfflineCpusAndForeignPins) {
   own.cpus = "2,10";
   shape.pinned_groups = {container, own};
   ASSERT_TRUE(fixtures::write_sysroot(dir.path(), shape));
+  boost::asio::io_context io;  // before the router, which must go first
   api::Router router;
   const Sysroot root(dir.path());
-  add_routes(router, root, probe_host(root, ProbeTarget::self()),
+  add_routes(router, io, root, probe_host(root, ProbeTarget::self()),
              [] { return *CpuSet::parse_list("2,10"); });
-  const api::Response answer = get(router, "/v1/node/topology");
+  const api::Response answer = get_on(io, router, "/v1/node/topology");
   ASSERT_EQ(answer.status, 200) << answer.body;
   const auto doc = nlohmann::json::parse(answer.body);
   EXPECT_EQ(doc["topology"]["packages"].size(), 2u);
@@ -130,6 +158,35 @@ TEST(TopologyRoute, DescribesPackagesNodesOfflineCpusAndForeignPins) {
   EXPECT_THAT(holders, ::testing::Not(::testing::Contains("(/hostfit/etl)")));
   // The page is registered too.
   EXPECT_EQ(get(router, "/").status, 200);
+}
+
+// The pins are read once and answered again while hostfit's holds stay the same; once they
+// change, a group they no longer cover is somebody else's pin in the next answer.
+TEST(TopologyRoute, AnswersFromTheLastReadUntilTheHoldsChange) {
+  fixtures::TempDir dir;
+  fixtures::Shape shape;
+  fixtures::PinnedGroup own;
+  own.path = "/hostfit/etl";
+  own.cpus = "1";
+  shape.pinned_groups = {own};
+  ASSERT_TRUE(fixtures::write_sysroot(dir.path(), shape));
+  boost::asio::io_context io;
+  api::Router router;
+  const Sysroot root(dir.path());
+  CpuSet held = *CpuSet::parse_list("1");
+  add_routes(router, io, root, probe_host(root, ProbeTarget::self()), [&] { return held; });
+  const auto holders = [&] {
+    const auto doc = nlohmann::json::parse(get_on(io, router, "/v1/node/topology").body);
+    std::vector<std::string> out;
+    for (const auto& pin : doc["foreign_pins"]["pins"])
+      out.push_back(pin["holder"]);
+    EXPECT_GE(doc["foreign_pins"]["age_ms"].get<int64_t>(), 0);
+    return out;
+  };
+  EXPECT_THAT(holders(), ::testing::Not(::testing::Contains("(/hostfit/etl)")));
+  EXPECT_THAT(holders(), ::testing::Not(::testing::Contains("(/hostfit/etl)")));
+  held = CpuSet{};
+  EXPECT_THAT(holders(), ::testing::Contains("(/hostfit/etl)"));
 }
 
 }  // namespace

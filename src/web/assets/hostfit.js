@@ -6,6 +6,8 @@
 
 (() => {
   const kWindowMs = 10 * 60 * 1000;  // sparkline span
+  const kSampleMs = 5000;            // sparkline resolution
+  const kCpuSpanMs = 2000;           // shortest time a CPU use is measured over
   const kRefreshMs = 5000;           // workload sampling while nothing happens
   const kPollWaitS = 25;             // long-poll wait; below the api's max_long_poll
   const kMaxEvents = 100;
@@ -21,7 +23,9 @@
     seenSeq: new Set(),
     since: 0,
     samples: new Map(),      // workload name -> [{t, mem, cpu}] over the last kWindowMs
-    lastCpu: new Map(),      // workload name -> {t, usec} for use computed from a counter
+    lastCpu: new Map(),      // workload name -> {t, usec, use}: the counter's last read
+    engines: null,           // GET /v1/engines' engines; null where the daemon has none
+    sessions: null,          // GET /v1/sessions' sessions; null likewise
     highlight: null,         // workload whose CPUs are emphasised
     topology: null,          // GET /v1/node/topology, re-read every kTopologyMs and on placements
     topologyAt: 0,
@@ -81,9 +85,11 @@
     for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
     return e;
   }
-  async function getJson(path, signal) {
-    const r = await fetch(path, {cache: 'no-store', credentials: 'same-origin', signal,
-                                 headers: {'Accept': 'application/json'}});
+  // The first load's requests are the plain ones index.html preloads (a preload is only used by
+  // a request of the same mode, credentials and cache mode); later ones bypass the HTTP cache.
+  async function getJson(path, signal, preloaded) {
+    const r = await fetch(path, preloaded ? {credentials: 'same-origin'} :
+                                            {cache: 'no-store', credentials: 'same-origin', signal});
     if (!r.ok) throw new Error(path + ': HTTP ' + r.status);
     return r.json();
   }
@@ -109,16 +115,25 @@
     return cpuList(pick(w, 'placement.cpus', 'cpuset', 'cpus_list', 'cpuset_cpus'));
   }
 
-  // Letters and colours follow the sorted names, so a workload keeps them across refreshes.
+  // A workload keeps its letter and colour while it exists: a new one takes the lowest free
+  // number (in name order when several come at once), so workloads coming and going do not
+  // relabel the others (which redrew every row and the map).
+  const marksByName = new Map();  // name -> {n, label, color}
   function workloadMarks() {
     const names = model.workloads.map(workloadName).sort();
-    const marks = new Map();
-    names.forEach((name, i) => {
-      let label = '', n = i;
+    const live = new Set(names);
+    for (const name of [...marksByName.keys()]) if (!live.has(name)) marksByName.delete(name);
+    const used = new Set([...marksByName.values()].map((m) => m.n));
+    let next = 0;
+    for (const name of names) {
+      if (marksByName.has(name)) continue;
+      while (used.has(next)) next++;
+      used.add(next);
+      let label = '', n = next;
       do { label = String.fromCharCode(65 + (n % 26)) + label; n = Math.floor(n / 26) - 1; } while (n >= 0);
-      marks.set(name, {label, color: kPalette[i % kPalette.length]});
-    });
-    return marks;
+      marksByName.set(name, {n: next, label, color: kPalette[next % kPalette.length]});
+    }
+    return new Map(names.map((name) => [name, marksByName.get(name)]));
   }
 
   // Who holds each CPU: a hostfit workload, a foreign pin, or no one; offline and disallowed
@@ -285,34 +300,35 @@
     };
   }
 
-  // CPU use in CPUs: given by the daemon, or from the change of a usage counter between polls.
+  // CPU use in CPUs from the daemon's cumulative counter (cpu.usage_usec): its change over the
+  // time between two reads at least kCpuSpanMs apart (closer reads, after a burst of events,
+  // would measure mostly noise). Null until two reads exist, or when the daemon does not say.
   function cpuUse(w, now) {
-    const direct = pick(w, 'cpu.use_cpus', 'cpu_use_cpus', 'cpu.usage_cpus');
-    if (direct != null) return direct;
-    const usec = pick(w, 'cpu.usage_usec', 'cpu_usage_usec', 'cpu.usage_us');
-    if (usec == null) return null;
+    const usec = pick(w, 'cpu.usage_usec');
     const name = workloadName(w), prev = model.lastCpu.get(name);
-    model.lastCpu.set(name, {t: now, usec});
-    if (!prev || now <= prev.t || usec < prev.usec) return null;
-    return (usec - prev.usec) / ((now - prev.t) * 1000);
+    if (usec == null) { model.lastCpu.delete(name); return null; }
+    if (prev && now - prev.t < kCpuSpanMs && usec >= prev.usec) return prev.use;
+    const use = prev && now > prev.t && usec >= prev.usec ? (usec - prev.usec) / ((now - prev.t) * 1000) : null;
+    model.lastCpu.set(name, {t: now, usec, use});
+    return use;
+  }
+  // "0.42 of 2", "0.42 (no quota)"; "—" for the use while the daemon gives no counter.
+  function cpuText(w, use) {
+    const quota = pick(w, 'cpu.quota_cpus', 'spec.cpus');
+    const num = (x) => String(Number(Number(x).toFixed(2)));
+    return (use != null ? use.toFixed(2) : '—') + (quota != null ? ' of ' + num(quota) : ' (no quota)');
   }
 
+  // One point per kSampleMs at most: 120 over the sparkline's 10 minutes, about one per pixel.
   function sample(now) {
     const live = new Set();
     for (const w of model.workloads) {
       const name = workloadName(w);
       live.add(name);
-      const daemonSamples = list(w, 'samples');
-      if (daemonSamples.length) {  // the daemon keeps them: use its, not ours
-        model.samples.set(name, daemonSamples.map((s) => ({
-          t: (pick(s, 't_ms', 'time_ms') ?? (pick(s, 't', 'time') ?? 0) * 1000),
-          mem: pick(s, 'memory_bytes', 'mem'), cpu: pick(s, 'cpu_use_cpus', 'cpu')})));
-        continue;
-      }
       const s = model.samples.get(name) ?? [];
       const point = {t: now, mem: memoryOf(w).usage, cpu: cpuUse(w, now)};
-      // Refreshes come at least every kRefreshMs and after events; one point a second is plenty.
-      if (s.length && now - s[s.length - 1].t < 1000) s[s.length - 1] = {...point, cpu: point.cpu ?? s[s.length - 1].cpu};
+      const last = s[s.length - 1];
+      if (last && now - last.t < kSampleMs) Object.assign(last, {mem: point.mem, cpu: point.cpu ?? last.cpu});
       else s.push(point);
       while (s.length && s[0].t < now - kWindowMs) s.shift();
       model.samples.set(name, s);
@@ -321,23 +337,32 @@
     for (const name of [...model.lastCpu.keys()]) if (!live.has(name)) model.lastCpu.delete(name);
   }
 
-  function sparkline(name, limit) {
-    const s = model.samples.get(name) ?? [];
+  // The sparkline's two polylines are kept and only their points change on a refresh.
+  function sparkline() {
     const box = svg('svg', {class: 'spark', viewBox: '0 0 130 28', role: 'img'});
-    if (s.length === 0) return box;
-    const t1 = s[s.length - 1].t, t0 = t1 - kWindowMs;
-    const mems = s.map((x) => x.mem ?? 0);
-    const top = Math.max(limit ?? 0, ...mems, 1);
-    const x = (t) => ((t - t0) / kWindowMs * 128 + 1).toFixed(1);
-    box.append(svg('polyline', {points: s.map((p) => x(p.t) + ',' + (27 - (p.mem ?? 0) / top * 25).toFixed(1)).join(' ')}));
-    const cpus = s.filter((p) => p.cpu != null);
-    if (cpus.length) {
-      const cpuTop = Math.max(1, ...cpus.map((p) => p.cpu));
-      box.append(svg('polyline', {class: 'cpu-use', points: cpus.map((p) => x(p.t) + ',' + (27 - p.cpu / cpuTop * 25).toFixed(1)).join(' ')}));
-    }
-    box.setAttribute('aria-label', 'memory over the last ' + Math.round((t1 - s[0].t) / 60000) +
-                     ' min: peak ' + bytes(Math.max(...mems)) + ', now ' + bytes(mems[mems.length - 1]));
+    box.append(svg('polyline', {class: 'mem-use', points: ''}), svg('polyline', {class: 'cpu-use', points: ''}));
     return box;
+  }
+  function drawSparkline(box, s, limit) {
+    const [memLine, cpuLine] = box.children;
+    if (s.length === 0) return;
+    const t1 = s[s.length - 1].t, t0 = t1 - kWindowMs;
+    let top = Math.max(limit ?? 0, 1), peak = 0, cpuTop = 1;
+    for (const p of s) {
+      top = Math.max(top, p.mem ?? 0); peak = Math.max(peak, p.mem ?? 0);
+      if (p.cpu != null) cpuTop = Math.max(cpuTop, p.cpu);
+    }
+    const x = (t) => ((t - t0) / kWindowMs * 128 + 1).toFixed(1);
+    let mem = '', cpu = '';
+    for (const p of s) {
+      mem += x(p.t) + ',' + (27 - (p.mem ?? 0) / top * 25).toFixed(1) + ' ';
+      if (p.cpu != null) cpu += x(p.t) + ',' + (27 - p.cpu / cpuTop * 25).toFixed(1) + ' ';
+    }
+    memLine.setAttribute('points', mem);
+    cpuLine.setAttribute('points', cpu);
+    box.setAttribute('aria-label', 'memory over the last ' + Math.round((t1 - s[0].t) / 60000) +
+                     ' min: peak ' + bytes(peak) + ', now ' + bytes(s[s.length - 1].mem));
+    box.nextSibling.textContent = s.length < 2 ? '' : cpu ? 'memory ─, CPU ┄' : 'memory ─';
   }
 
   function memoryCell(mem) {
@@ -352,11 +377,8 @@
     if (mem.cacheBudget != null) {
       bar.append(el('span', {class: 'mark cache', style: 'left:' + pct(mem.anon + mem.shmem + mem.kernel + mem.cacheBudget)}));
     }
-    const text = 'anon ' + bytes(mem.anon) + ' · file ' + bytes(mem.cache) + ' · shmem ' + bytes(mem.shmem) +
-                 ' · kernel ' + bytes(mem.kernel) + ' / limit ' + (mem.limit != null ? bytes(mem.limit) : 'none') +
-                 (mem.cacheBudget != null ? ' · cache budget ' + bytes(mem.cacheBudget) : '');
-    bar.setAttribute('aria-label', text);
-    return [bar, el('div', {class: 'memtext'}, text)];
+    bar.setAttribute('aria-label', mem.text);
+    return [bar, el('div', {class: 'memtext'}, mem.text)];
   }
 
   // A table cell whose content is one block, so that the phone layout's label column stays aligned.
@@ -364,40 +386,74 @@
     return el(tag, attrs, el('div', {class: 'cell'}, ...children));
   }
 
+  // Keyed rows: a row is built again only when what it shows (its signature) changed, and the
+  // list is only reordered when its order changed, so a refresh that changes nothing makes no
+  // DOM nodes (every refresh used to rebuild all of them: garbage for Blink's heap to collect).
+  const keyed = new WeakMap();  // container -> Map(key -> {sig, node})
+  function syncRows(container, items, key, signature, build, empty) {
+    const old = keyed.get(container) ?? new Map(), next = new Map();
+    const nodes = items.map((item) => {
+      const k = key(item), sig = signature(item);
+      let entry = old.get(k);
+      if (!entry || entry.sig !== sig) entry = {sig, node: build(item)};
+      next.set(k, entry);
+      return entry.node;
+    });
+    keyed.set(container, next);
+    if (nodes.length === 0) nodes.push(empty);
+    const current = container.children;
+    if (nodes.length === current.length && nodes.every((n, i) => current[i] === n)) return;
+    keepingFocus(() => container.replaceChildren(...nodes));
+  }
+
+  // What a workload's row shows, as text, so that equal rows compare equal.
+  function workloadRow(w, marks) {
+    const name = workloadName(w), state = workloadState(w), mem = memoryOf(w);
+    mem.text = 'anon ' + bytes(mem.anon) + ' · file ' + bytes(mem.cache) + ' · shmem ' + bytes(mem.shmem) +
+               ' · kernel ' + bytes(mem.kernel) + ' / limit ' + (mem.limit != null ? bytes(mem.limit) : 'none') +
+               (mem.cacheBudget != null ? ' · cache budget ' + bytes(mem.cacheBudget) : '');
+    const samples = model.samples.get(name) ?? [];
+    const use = samples.length ? samples[samples.length - 1].cpu : null;
+    const placed = pick(w, 'placement.cpus', 'cpuset', 'cpus_list');
+    return {
+      name, state, mem, mark: marks.get(name), runState: pick(w, 'run.state') ?? null,
+      shownState: String(pick(w, 'state') ?? state) +
+                  (pick(w, 'run.state') && pick(w, 'run.state') !== state ? ' (' + pick(w, 'run.state') + ')' : ''),
+      verdict: workloadVerdict(w), why: pick(w, 'run.message') ?? null,
+      restarts: String(pick(w, 'restarts', 'restart_count') ?? 0),
+      cpu: cpuText(w, use), placed: placed ? String(placed) : null,
+      highlight: model.highlight === name,
+    };
+  }
+
+  function buildWorkloadRow(r) {
+    const spark = sparkline();
+    return el('tr', {tabindex: '0', 'data-workload': r.name, 'data-state': r.state,
+                     'data-run-state': r.runState, 'aria-pressed': r.highlight ? 'true' : 'false'},
+      cell('th', {scope: 'row', 'data-label': 'Workload'},
+         el('span', {class: 'badge', style: '--c:' + r.mark.color}, el('span', null, r.mark.label)), r.name),
+      cell('td', {'data-label': 'State'},
+           el('span', {class: 'state', 'data-state': r.state, 'data-run-state': r.runState}, r.shownState)),
+      cell('td', {'data-label': 'Verdict', class: 'verdict'}, r.verdict || '—',
+           r.verdict && r.why ? el('div', {class: 'why'}, String(r.why)) : null),
+      cell('td', {'data-label': 'Restarts', class: 'num'}, r.restarts),
+      cell('td', {'data-label': 'CPU use', class: 'num cpu-use'}, r.cpu,
+           r.placed ? el('div', {class: 'why'}, 'on CPUs ' + r.placed) : null),
+      cell('td', {'data-label': 'Memory'}, ...memoryCell(r.mem)),
+      cell('td', {'data-label': 'Last 10 min'}, spark, el('div', {class: 'sparktext'})));
+  }
+
   function renderWorkloads() {
     const body = document.querySelector('#workloads tbody');
     const marks = workloadMarks();
-    const rows = [...model.workloads].sort((a, b) => workloadName(a).localeCompare(workloadName(b))).map((w) => {
-      const name = workloadName(w), state = workloadState(w), mark = marks.get(name);
-      const mem = memoryOf(w);
-      const quota = pick(w, 'spec.cpus', 'cpus');
-      const samples = model.samples.get(name) ?? [];
-      const use = samples.length ? samples[samples.length - 1].cpu : null;
-      const cpus = workloadCpus(w);
-      const row = el('tr', {tabindex: '0', 'data-workload': name, 'data-state': state,
-                            'data-run-state': pick(w, 'run.state'),
-                            'aria-pressed': model.highlight === name ? 'true' : 'false'},
-        cell('th', {scope: 'row', 'data-label': 'Workload'},
-           el('span', {class: 'badge', style: '--c:' + mark.color}, el('span', null, mark.label)), name),
-        cell('td', {'data-label': 'State'}, el('span', {class: 'state', 'data-state': state,
-                                                      'data-run-state': pick(w, 'run.state')},
-           String(pick(w, 'state') ?? state) +
-           (pick(w, 'run.state') && pick(w, 'run.state') !== state ? ' (' + pick(w, 'run.state') + ')' : ''))),
-        cell('td', {'data-label': 'Verdict', class: 'verdict'}, String(workloadVerdict(w) || '—'),
-           workloadVerdict(w) && pick(w, 'run.message') ? el('div', {class: 'why'}, String(pick(w, 'run.message'))) : null),
-        cell('td', {'data-label': 'Restarts', class: 'num'}, String(pick(w, 'restarts', 'restart_count') ?? 0)),
-        cell('td', {'data-label': 'CPU', class: 'num'},
-           (quota != null ? Number(quota).toFixed(2) + ' quota' : 'no quota') + ' / ' +
-           (use != null ? use.toFixed(2) + ' used' : '— used') +
-           (cpus.length ? ' · CPUs ' + (pick(w, 'placement.cpus', 'cpuset', 'cpus_list') ?? '') : '')),
-        cell('td', {'data-label': 'Memory'}, ...memoryCell(mem)),
-        cell('td', {'data-label': 'Last 10 min'}, sparkline(name, mem.limit),
-           el('div', {class: 'sparktext'}, samples.length < 2 ? '' :
-              samples.some((p) => p.cpu != null) ? 'memory ─, CPU ┄' : 'memory ─')));
-      return row;
-    });
-    keepingFocus(() => body.replaceChildren(
-        ...(rows.length ? rows : [el('tr', null, el('td', {colspan: '7', class: 'empty'}, 'No workloads.'))])));
+    const rows = model.workloads.map((w) => workloadRow(w, marks))
+                     .sort((a, b) => a.name.localeCompare(b.name));
+    syncRows(body, rows, (r) => r.name, (r) => JSON.stringify(r), buildWorkloadRow,
+             el('tr', null, el('td', {colspan: '7', class: 'empty'}, 'No workloads.')));
+    for (const r of rows) {
+      const entry = keyed.get(body).get(r.name);
+      drawSparkline(entry.node.querySelector('svg.spark'), model.samples.get(r.name) ?? [], r.mem.limit);
+    }
     document.getElementById('workload-count').textContent = '(' + model.workloads.length + ')';
   }
 
@@ -416,14 +472,16 @@
   // ---- events --------------------------------------------------------------------------------
 
   function isOom(ev) {
-    const text = [pick(ev, 'type', 'kind'), pick(ev, 'reason'), pick(ev, 'verdict'), pick(ev, 'state')]
-                     .filter((x) => x != null).join(' ');
+    const text = [pick(ev, 'type', 'kind'), pick(ev, 'reason'), pick(ev, 'verdict'), pick(ev, 'state'),
+                  pick(ev, 'data.verdict.verdict')].filter((x) => x != null).join(' ');
     return /\boom\b|OOM/.test(text);
   }
   function eventLine(ev) {
     return String(pick(ev, 'verdict', 'message', 'detail', 'text') ??
                   (pick(ev, 'state') ? 'state ' + pick(ev, 'state') : JSON.stringify(pick(ev, 'data') ?? '')));
   }
+  // One formatter: toLocaleTimeString makes a new one per call, a fifth of the first draw's time.
+  const kClock = new Intl.DateTimeFormat([], {hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false});
   function eventTime(ev) {
     const t = pick(ev, 'time', 'ts', 'at', 'timestamp');
     if (t == null) return null;
@@ -431,8 +489,9 @@
     return isNaN(d) ? null : d;
   }
 
+  // Returns the events not seen before; the list keeps the newest kMaxEvents.
   function addEvents(events) {
-    let added = false;
+    const added = [];
     for (const ev of events) {
       const seq = pick(ev, 'seq', 'id');
       if (seq != null) {
@@ -441,7 +500,7 @@
         model.since = Math.max(model.since, Number(seq) || 0);
       }
       model.events.push(ev);
-      added = true;
+      added.push(ev);
     }
     while (model.events.length > kMaxEvents) {
       const old = model.events.shift();
@@ -453,40 +512,149 @@
   function renderEvents() {
     const newestFirst = [...model.events].reverse();
     const ordered = [...newestFirst.filter(isOom), ...newestFirst.filter((e) => !isOom(e))];
-    const items = ordered.map((ev) => {
+    syncRows(document.getElementById('events'), ordered, (ev) => pick(ev, 'seq', 'id') ?? ev, () => '', (ev) => {
       const d = eventTime(ev), oom = isOom(ev);
       return el('li', {class: oom ? 'oom' : null, 'data-seq': pick(ev, 'seq', 'id'),
                        'data-workload': pick(ev, 'workload', 'name'), 'data-kind': oom ? 'oom' : 'other'},
-        el('time', d ? {datetime: d.toISOString()} : null, d ? d.toLocaleTimeString([], {hour12: false}) : ''),
+        el('time', d ? {datetime: d.toISOString()} : null, d ? kClock.format(d) : ''),
         el('span', {class: 'kind'}, (oom ? 'OOM kill ' : String(pick(ev, 'type', 'kind') ?? 'event') + ' ') +
                                     String(pick(ev, 'workload', 'name') ?? '')),
         el('span', {class: 'msg'}, eventLine(ev)));
-    });
-    document.getElementById('events').replaceChildren(
-        ...(items.length ? items : [el('li', {class: 'empty'}, 'No events yet.')]));
+    }, el('li', {class: 'empty'}, 'No events yet.'));
+  }
+
+  // ---- engines and sessions (docs/sessions.md) -----------------------------------------------
+
+  function verdictText(v) {
+    if (v == null) return '';
+    return typeof v === 'string' ? v : String(pick(v, 'verdict', 'state') ?? '');
+  }
+  function endpointText(e) {
+    if (e == null) return '—';
+    const socket = pick(e, 'socket');
+    return pick(e, 'port') != null ? pick(e, 'host') + ':' + pick(e, 'port') : socket ? String(socket) : '—';
+  }
+
+  // An engine or session event changes the model at once (a failed session shows its verdict
+  // without waiting for the refresh it also starts); the refresh then brings the daemon's view.
+  function applySessionEvent(ev) {
+    const type = String(pick(ev, 'type') ?? ''), id = pick(ev, 'workload');
+    const data = pick(ev, 'data') ?? {};
+    if (id == null || model.sessions == null || model.engines == null) return false;
+    const find = (items, extra) => {
+      let item = items.find((x) => x.id === id);
+      if (!item) { item = {id, key: data.key, ...extra}; items.push(item); }
+      return item;
+    };
+    const sessionStates = {'session.opened': 'OPEN', 'session.closed': 'CLOSED', 'session.failed': 'FAILED'};
+    const engineStates = {'engine.launching': 'LAUNCHING', 'engine.ready': 'READY',
+                          'engine.stopping': 'STOPPING', 'engine.ended': 'ENDED'};
+    if (sessionStates[type]) {
+      const s = find(model.sessions, {template: String(data.key ?? '').split('/')[0]});
+      Object.assign(s, {state: sessionStates[type], engine: data.engine ?? s.engine});
+      if (type === 'session.failed') Object.assign(s, {verdict: data.verdict ?? s.verdict, message: pick(ev, 'message')});
+      return true;
+    }
+    if (engineStates[type]) {
+      const e = find(model.engines, {sessions: []});
+      e.state = engineStates[type];
+      if (type === 'engine.ended') Object.assign(e, {verdict: data.verdict ?? e.verdict, sessions: []});
+      return true;
+    }
+    return false;
+  }
+
+  // Final states stay (docs/sessions.md): a document read before the event that ended a session
+  // or an engine does not bring it back.
+  const kSessionFinal = new Set(['FAILED', 'CLOSED']), kEngineFinal = new Set(['ENDED']);
+  function keepFinal(next, prev, final) {
+    const ended = new Map((prev ?? []).filter((x) => final.has(x.state)).map((x) => [x.id, x]));
+    return next.map((x) => ended.has(x.id) && !final.has(x.state) ? ended.get(x.id) : x);
+  }
+
+  const kSessionOrder = {PENDING: 0, OPEN: 1, FAILED: 2, CLOSED: 3};
+  function renderSessions() {
+    const section = document.getElementById('sessions-section');
+    section.hidden = model.engines == null && model.sessions == null;
+    if (section.hidden) return;
+    const engines = [...(model.engines ?? [])].sort((a, b) => String(a.id).localeCompare(String(b.id), undefined, {numeric: true}));
+    const engineRow = (e) => ({
+      id: String(e.id), key: String(pick(e, 'key') ?? ''), state: String(pick(e, 'state') ?? '?'),
+      sessions: String(list(e, 'sessions').length), endpoint: endpointText(pick(e, 'endpoint')),
+      verdict: verdictText(pick(e, 'verdict')), why: pick(e, 'verdict.message') ?? null});
+    syncRows(document.querySelector('#engines tbody'), engines.map(engineRow), (r) => r.id, (r) => JSON.stringify(r),
+      (r) => el('tr', {'data-engine': r.id, 'data-state': r.state},
+        cell('th', {scope: 'row', 'data-label': 'Engine'}, r.id),
+        cell('td', {'data-label': 'Key'}, r.key),
+        cell('td', {'data-label': 'State'}, el('span', {class: 'state', 'data-state': r.state}, r.state)),
+        cell('td', {'data-label': 'Sessions', class: 'num'}, r.sessions),
+        cell('td', {'data-label': 'Endpoint'}, r.endpoint),
+        cell('td', {'data-label': 'Verdict', class: 'verdict'}, r.verdict || '—',
+             r.verdict && r.why ? el('div', {class: 'why'}, String(r.why)) : null)),
+      el('tr', null, el('td', {colspan: '6', class: 'empty'}, 'No engines.')));
+    const sessions = [...(model.sessions ?? [])].sort((a, b) =>
+        (kSessionOrder[a.state] ?? 9) - (kSessionOrder[b.state] ?? 9) ||
+        String(b.created_at ?? '').localeCompare(String(a.created_at ?? '')) || String(a.id).localeCompare(String(b.id)));
+    const sessionRow = (s) => ({
+      id: String(s.id), state: String(pick(s, 'state') ?? '?'), key: String(pick(s, 'key') ?? ''),
+      owner: String(pick(s, 'owner') ?? ''), engine: String(pick(s, 'engine') ?? '—'),
+      endpoint: endpointText(pick(s, 'endpoint')), verdict: verdictText(pick(s, 'verdict')),
+      why: pick(s, 'message') || null});
+    syncRows(document.querySelector('#sessions tbody'), sessions.map(sessionRow), (r) => r.id, (r) => JSON.stringify(r),
+      (r) => el('tr', {'data-session': r.id, 'data-state': r.state, 'data-engine': r.engine},
+        cell('th', {scope: 'row', 'data-label': 'Session'}, r.id),
+        cell('td', {'data-label': 'State'}, el('span', {class: 'state', 'data-state': r.state}, r.state)),
+        cell('td', {'data-label': 'Key'}, r.key),
+        cell('td', {'data-label': 'Engine'}, r.engine),
+        cell('td', {'data-label': 'Endpoint'}, r.endpoint),
+        cell('td', {'data-label': 'Verdict', class: 'verdict'}, r.verdict || '—',
+             r.verdict && r.why ? el('div', {class: 'why'}, String(r.why)) : null)),
+      el('tr', null, el('td', {colspan: '6', class: 'empty'}, 'No sessions.')));
+    const count = (n, one) => n + ' ' + one + (n === 1 ? '' : 's');
+    document.getElementById('sessions-count').textContent =
+        '(' + count(engines.filter((e) => e.state !== 'ENDED').length, 'engine') + ' live, ' +
+        count(sessions.filter((s) => s.state === 'OPEN' || s.state === 'PENDING').length, 'session') + ' open)';
   }
 
   // ---- refresh and the long poll -------------------------------------------------------------
 
-  let refreshing = null, refreshAgain = false;
+  // A daemon without engines (older, or a front that does not forward them) answers 404 once;
+  // the page then stops asking.
+  let sessionsMissing = false;
+  function optionalJson(path, first) {
+    if (sessionsMissing) return Promise.resolve(null);
+    return getJson(path, null, first).catch((err) => {
+      if (/HTTP 404$/.test(err.message)) { sessionsMissing = true; return null; }
+      throw err;
+    });
+  }
+
+  let refreshing = null, refreshAgain = false, firstLoad = true;
   async function refresh() {
     if (refreshing) { refreshAgain = true; return refreshing; }
     refreshing = (async () => {
       try {
-        const now = Date.now();
+        const now = Date.now(), first = firstLoad;
+        firstLoad = false;
         const wantTopology = !model.topology || model.topologyStale || now - model.topologyAt > kTopologyMs;
-        const [node, workloads, placements, topology] = await Promise.all([
-          getJson('/v1/node'), getJson('/v1/workloads'), getJson('/v1/placements'),
-          wantTopology ? getJson('/v1/node/topology') : model.topology]);
+        const [node, workloads, placements, topology, engines, sessions] = await Promise.all([
+          getJson('/v1/node', null, first), getJson('/v1/workloads', null, first),
+          getJson('/v1/placements', null, first),
+          wantTopology ? getJson('/v1/node/topology', null, first) : model.topology,
+          optionalJson('/v1/engines', first), optionalJson('/v1/sessions', first)]);
+        if (first) performance.mark('hostfit:documents');
         if (wantTopology) Object.assign(model, {topology, topologyAt: now, topologyStale: false});
         // The map reads one document: the node's facts with the machine's shape beside them.
         model.node = {...node, ...topology, cpus: node.cpus};
         model.workloads = list(workloads, 'workloads', 'items');
         model.placements = list(placements, 'placements', 'holds', 'items');
+        model.engines = engines == null ? null : keepFinal(list(engines, 'engines'), model.engines, kEngineFinal);
+        model.sessions = sessions == null ? null : keepFinal(list(sessions, 'sessions'), model.sessions, kSessionFinal);
         document.getElementById('host').textContent = String(pick(node, 'hostname', 'host') ?? '');
         sample(Date.now());
         renderTopology();
         renderWorkloads();
+        renderSessions();
         setStatus('live', 'live');
       } catch (err) {
         setStatus('lost', 'cannot read the daemon: ' + err.message);
@@ -506,10 +674,11 @@
       poll = new AbortController();
       try {
         const r = await getJson('/v1/events?since=' + model.since + '&wait=' + kPollWaitS, poll.signal);
-        const events = list(r, 'events', 'items');
+        const events = addEvents(list(r, 'events', 'items'));
         const next = pick(r, 'next', 'next_since', 'last_seq');
-        if (addEvents(events)) {
+        if (events.length) {
           renderEvents();
+          if (events.map(applySessionEvent).some(Boolean)) renderSessions();
           if (events.some((e) => /^(placement|attachment)\./.test(pick(e, 'type') ?? ''))) model.topologyStale = true;
           refresh();  // a state change, a placement, a kill: the other views follow
         }
@@ -526,15 +695,17 @@
   }
 
   async function start() {
+    performance.mark('hostfit:script');
     document.querySelector('#workloads tbody').addEventListener('click', onWorkloadActivate);
     document.querySelector('#workloads tbody').addEventListener('keydown', onWorkloadActivate);
-    // The event history and the documents side by side (one round trip before the first full
-    // draw), then the live feed from where the history ends.
-    const history = getJson('/v1/events?since=0&wait=0').then(
+    // The event history and the documents side by side (index.html preloads them all, so they
+    // are under way while this script loads), then the live feed from where the history ends.
+    const history = getJson('/v1/events?since=0&wait=0', null, true).then(
         (r) => addEvents(list(r, 'events', 'items')),
         (err) => setStatus('lost', 'cannot read events: ' + err.message));
     await Promise.all([history, refresh()]);
     renderEvents();
+    performance.mark('hostfit:drawn');
     document.body.dataset.loaded = 'true';
     let timer = setInterval(refresh, kRefreshMs);
     follow();
