@@ -196,6 +196,7 @@ struct WorkloadRequest {
   WorkloadShape shape{};            // sandbox runtime and instances per worker for the plan
   std::vector<std::string> env{};   // the environment to start from
   std::chrono::milliseconds stop_timeout{10000};
+  bool memory_pressure = false;  // the group's PSI files are read (--cache-limit backs off by them)
   // Where --placement holds and releases CPUs: the file ledger when unset; the CLI sets them to
   // the daemon's ledger (its API) when a daemon runs.
   std::function<Result<Placement>(const PlacementRequest&, const std::string& owner)>

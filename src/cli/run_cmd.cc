@@ -157,6 +157,7 @@ int run(const RunOptions& o) {
   if (!request) return report(request.error());
   auto cache_options = to_cache_options(o, *request);
   if (!cache_options) return report(cache_options.error());
+  request->memory_pressure = cache_options->limit_bytes.has_value();
   const Sysroot root("/");
   // Only a placement needs the topology; without one, the probe stays off hwloc (item 23).
   const HostFacts self =
