@@ -277,10 +277,14 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
       request.ledger_path.empty() ? default_ledger_path() : request.ledger_path;
   // Placements a killed run made for the groups it left behind go with them; a `place` hold that
   // only shares a swept group's name stays.
+  // A hold names its group in the first hierarchy of the run that made it, which need not be
+  // this run's: every hierarchy's parent is tried (a driver over all of them reads no file).
   if (!swept->empty() && std::filesystem::exists(ledger)) {
-    const std::string parent = (*driver)->parents().front().dir;
-    for (const auto& stale : *swept)
-      (void)release_group_hold(ledger, stale, join_path(parent, stale));
+    auto all = open_cgroup_driver(root, self.cgroup, {.parent = request.cgroup_parent});
+    for (const CgroupDir& parent : all ? (*all)->parents() : (*driver)->parents()) {
+      for (const auto& stale : *swept)
+        (void)release_group_hold(ledger, stale, join_path(parent.dir, stale));
+    }
   }
 
   const std::string name = request.name.empty() ? default_name(request.argv[0]) : request.name;
