@@ -103,16 +103,17 @@ class CgroupDriver {
   // The parent directory of workload groups in each hierarchy ("<own>/hostfit" by default).
   virtual const std::vector<CgroupDir>& parents() const = 0;
 
-  // Creates the parents (copying v1 cpusets down, enabling v2 controllers, moving hostfit into
-  // a leaf first when v2's no-internal-processes rule needs it) and removes empty groups left
-  // by an earlier hostfit that was killed. Returns the names of the groups removed.
+  // Creates the parents in the hierarchies in use (copying v1 cpusets down, enabling v2
+  // controllers, moving hostfit into a leaf first when v2's no-internal-processes rule needs it)
+  // and removes empty groups left by an earlier hostfit that was killed, in every hierarchy.
+  // Returns the names of the groups removed.
   virtual Result<std::vector<std::string>> prepare() = 0;
-  // Makes <parent>/<name> in every hierarchy, afresh: an empty leftover of that name is removed
-  // first. kResource, with nothing changed, when a group of that name is busy in any hierarchy:
-  // it has processes or child groups, or belongs to another live hostfit; on any error nothing
-  // is left behind. Until remove() or settle() the group is shielded (a
-  // shared flock on its directories) from the sweep of any other hostfit's prepare(), even while
-  // it is empty between its workload's end and remove().
+  // Makes <parent>/<name> in every hierarchy in use, afresh: an empty leftover of that name is
+  // removed first. kResource, with nothing changed, when a group of that name is busy in any
+  // hierarchy: it has processes or child groups, or belongs to another live hostfit; on any error
+  // nothing is left behind. Until remove() or settle() the group is shielded (a shared flock on its
+  // directories) from the sweep of any other hostfit's prepare(), even while it is empty between
+  // its workload's end and remove().
   virtual Result<Cgroup> create(std::string_view name) = 0;
   // Drops the shield and leaves the group in place, as a killed hostfit would.
   virtual void settle(const Cgroup& group) = 0;
@@ -141,6 +142,11 @@ struct CgroupDriverOptions {
   // "<hostfit's own cgroup>/hostfit" in each.
   std::string parent{};
   pid_t self_pid = 0;  // the process moved into a leaf on v2 when needed; 0: getpid()
+  // The controllers groups need ("memory", "cpu", ...) or hierarchies by name ("unified": the
+  // controller-less tree of a hybrid host, for its PSI files). Groups are made only in the
+  // hierarchies that carry one: each other one costs a mkdir and an rmdir, and a v1 cpuset a
+  // rebuild of the kernel's scheduling domains. Empty, or nothing of it mounted: all of them.
+  std::vector<std::string> controllers{};
 };
 
 // A driver for the mounted hierarchies in `facts` (from probe_cgroups of hostfit itself): V2Driver

@@ -251,6 +251,7 @@ struct HostFacts {
 // it places the workload.
 struct ProbeParts {
   bool topology = true;
+  bool environment = true;  // virtualization and container hints: shown by `probe` only
 };
 
 // Probes everything (but what `parts` leaves out: then unknown, saying so). Never fails as a

@@ -118,9 +118,10 @@ struct Spawned {
   std::string failure;  // "cannot execute 'x': No such file or directory"
   std::chrono::system_clock::time_point started_at;
 };
-// Forks, joins `group` in every hierarchy, drops to spec.uid/gid, redirects output, restores
-// the default signal dispositions and an empty signal mask, and execs spec.argv. Errors are
-// hostfit's own (no fork, no pidfd, cannot join the group); nothing is left running on error.
+// Starts a child (clone with CLONE_VM | CLONE_VFORK, as posix_spawn does: no copy of this
+// process's memory), joins `group` in every hierarchy, drops to spec.uid/gid, redirects output,
+// restores the default signal dispositions and an empty signal mask, and execs spec.argv. Errors
+// are hostfit's own (no clone, no pidfd, cannot join the group); nothing is left running on error.
 Result<Spawned> spawn_in_group(CgroupDriver& driver, const Cgroup& group, const SpawnSpec& spec);
 
 // The kernel log from now on, filtered to OOM kills in one memory cgroup (or below), read
@@ -196,6 +197,7 @@ struct WorkloadRequest {
   WorkloadShape shape{};            // sandbox runtime and instances per worker for the plan
   std::vector<std::string> env{};   // the environment to start from
   std::chrono::milliseconds stop_timeout{10000};
+  bool memory_pressure = false;  // the group's PSI files are read (--cache-limit backs off by them)
   // Where --placement holds and releases CPUs: the file ledger when unset; the CLI sets them to
   // the daemon's ledger (its API) when a daemon runs.
   std::function<Result<Placement>(const PlacementRequest&, const std::string& owner)>

@@ -67,6 +67,20 @@ Result<std::string> own_cgroup(const CgroupMount& m, const CgroupDriverOptions& 
                                            "); pass --cgroup-parent");
 }
 
+// Marks the hierarchies that carry a wanted controller (or are wanted by name) as used; leaves
+// all in use when nothing is asked, or nothing asked for is mounted.
+void mark_used(std::vector<Hierarchy>& hierarchies, const std::vector<std::string>& wanted) {
+  const auto has = [&](std::string_view name) {
+    return std::find(wanted.begin(), wanted.end(), name) != wanted.end();
+  };
+  const auto wants = [&](const Hierarchy& h) {
+    return has(h.name) || std::any_of(h.controllers.begin(), h.controllers.end(), has);
+  };
+  if (std::none_of(hierarchies.begin(), hierarchies.end(), wants)) return;
+  for (auto& h : hierarchies)
+    h.used = wants(h);
+}
+
 }  // namespace
 
 Status validate_cgroup_name(std::string_view name) {
@@ -164,8 +178,17 @@ DirLock::~DirLock() {
 
 HierarchyDriver::HierarchyDriver(Sysroot root, std::vector<Hierarchy> hierarchies, pid_t self_pid)
     : root_(std::move(root)), hierarchies_(std::move(hierarchies)), self_pid_(self_pid) {
-  for (const auto& h : hierarchies_)
-    parents_.push_back(h.dir(h.parent));
+  for (const auto& h : hierarchies_) {
+    if (h.used) parents_.push_back(h.dir(h.parent));
+  }
+}
+
+std::vector<const Hierarchy*> HierarchyDriver::used() const {
+  std::vector<const Hierarchy*> out;
+  for (const auto& h : hierarchies_) {
+    if (h.used) out.push_back(&h);
+  }
+  return out;
 }
 
 Result<std::vector<std::string>> HierarchyDriver::prepare() {
@@ -176,7 +199,8 @@ Result<std::vector<std::string>> HierarchyDriver::prepare() {
       (void)root_.remove_dir(*it);
     return fail(std::move(error));
   };
-  for (const auto& h : hierarchies_) {
+  for (const Hierarchy* used_h : used()) {
+    const Hierarchy& h = *used_h;
     // Make the chain from hostfit's own cgroup (or the hierarchy root for --cgroup-parent outside
     // it) down to the parent, remembering what was new.
     const std::string start = h.parent.starts_with(h.own == "/" ? "/" : h.own + "/") ? h.own : "/";
@@ -215,9 +239,10 @@ std::vector<std::string> HierarchyDriver::sweep() {
     auto names = root_.list(parent_dir);
     if (!names) continue;
     for (const auto& name : *names) {
+      // The name first: it rules out the control files without a stat each.
+      if (name != kSupervisorLeaf && !validate_cgroup_name(name)) continue;
       const std::string dir = join_path(parent_dir, name);
       if (!root_.is_dir(dir)) continue;
-      if (name != kSupervisorLeaf && !validate_cgroup_name(name)) continue;
       const DirLock group_lock(root_.path(dir).string(), /*exclusive=*/true);
       if (!group_lock.held()) continue;  // a live hostfit's group, even if empty right now
       auto procs = procs_of(dir);
@@ -258,7 +283,8 @@ std::string HierarchyDriver::busy_reason(const std::string& dir) const {
 
 Result<Cgroup> HierarchyDriver::create(std::string_view name) {
   if (auto st = validate_cgroup_name(name); !st) return fail(st.error());
-  if (hierarchies_.empty()) return fail(ErrorKind::kUnsupported, "no cgroup hierarchy to use");
+  const std::vector<const Hierarchy*> hierarchies = used();
+  if (hierarchies.empty()) return fail(ErrorKind::kUnsupported, "no cgroup hierarchy to use");
   // Parents stay locked shared while the group is made, so no sweep runs in between.
   std::vector<std::unique_ptr<DirLock>> parent_locks;
   for (const auto& p : parents_)
@@ -272,16 +298,16 @@ Result<Cgroup> HierarchyDriver::create(std::string_view name) {
   };
   // First look everywhere and change nothing: a group busy in one hierarchy is refused whole.
   std::vector<bool> leftover;
-  for (const auto& h : hierarchies_) {
-    const CgroupDir dir = h.dir(join_cgroup(h.parent, name));
+  for (const Hierarchy* h : hierarchies) {
+    const CgroupDir dir = h->dir(join_cgroup(h->parent, name));
     leftover.push_back(root_.exists(dir.dir));
     if (!leftover.back()) continue;
     if (!root_.is_dir(dir.dir)) return busy(dir, "it is a file, not a group");
     if (const std::string why = busy_reason(dir.dir); !why.empty()) return busy(dir, why);
   }
   std::vector<std::unique_ptr<DirLock>>& locks = held_[group.name];
-  for (size_t i = 0; i < hierarchies_.size(); ++i) {
-    const Hierarchy& h = hierarchies_[i];
+  for (size_t i = 0; i < hierarchies.size(); ++i) {
+    const Hierarchy& h = *hierarchies[i];
     CgroupDir dir = h.dir(join_cgroup(h.parent, name));
     bool exists = false;
     if (leftover[i]) {
@@ -689,6 +715,7 @@ Result<std::unique_ptr<CgroupDriver>> open_cgroup_driver(const Sysroot& root,
       h.parent = *parent;
     }
   }
+  mark_used(hierarchies, options.controllers);
   const pid_t self = options.self_pid > 0 ? options.self_pid : ::getpid();
   if (any_v1) return cgroup_internal::make_v1_driver(root, std::move(hierarchies), self);
   return cgroup_internal::make_v2_driver(root, std::move(hierarchies), self);

@@ -21,6 +21,9 @@ struct Hierarchy {
   std::string own;             // hostfit's own cgroup in it: "/a"
   std::string parent;          // where groups go: "/a/hostfit"
   bool default_parent = true;  // parent is "<own>/hostfit", not a --cgroup-parent
+  // Groups are made in it. An unused hierarchy is only swept of a killed run's leftovers, and its
+  // default parent removed when empty (CgroupDriverOptions::controllers).
+  bool used = true;
 
   CgroupDir dir(const std::string& cgroup) const;
 };
@@ -80,6 +83,8 @@ class HierarchyDriver : public CgroupDriver {
   // while delegating controllers (the no-internal-processes rule).
   Status enable_v2_controllers(const Hierarchy& h);
   Result<std::vector<pid_t>> procs_of(const std::string& dir) const;
+  // The hierarchies groups are made in, in mount order.
+  std::vector<const Hierarchy*> used() const;
   Status make_group_dir(const std::string& dir);
   std::vector<std::string> sweep();
   Status kill_and_remove(const CgroupDir& dir);

@@ -36,7 +36,11 @@ HostFacts probe_host(const Sysroot& root, const ProbeTarget& target, const Probe
     compute_effective_cpus(facts.cpu);
   }
   facts.memory = probe_memory(root, target);
-  facts.environment = probe_environment(root, facts.cgroup);
+  if (parts.environment) {
+    facts.environment = probe_environment(root, facts.cgroup);
+  } else {
+    facts.environment.virtualization.unknown_reason = "not probed (not needed here)";
+  }
 
   for (const auto& n : facts.topology.numa_nodes)
     facts.memory.numa_memory_sum += n.memory_bytes;

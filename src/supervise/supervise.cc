@@ -2,10 +2,11 @@
 #include "hostfit/supervise.h"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <linux/close_range.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -55,10 +56,6 @@ uint64_t monotonic_us() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
 }
 
-int pidfd_open(pid_t pid) {
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-}
-
 // Blocks the forwarded signals for this thread and restores the old mask on destruction.
 class SignalBlock {
  public:
@@ -84,12 +81,60 @@ std::vector<char*> c_strings(const std::vector<std::string>& v) {
   return out;
 }
 
-// Async-signal-safe: what a forked child may call before exec.
-// The child reports a failed exec as errno, a failed move into the group as -errno.
-void child_fail(int pipe_fd, int err) {
-  (void)!::write(pipe_fd, &err, sizeof err);
-  ::_exit(err == ENOENT ? 127 : 126);
+// What the child of spawn_in_group needs, prepared before the clone: it shares the parent's
+// memory until exec and may only make raw system calls.
+struct ChildArgs {
+  const std::vector<Fd>* procs;
+  int out_fd, err_fd;
+  const SpawnSpec* spec;
+  char* const* argv;
+  char* const* envp;
+  // Written by the child before it exits: errno of a failed exec, -errno of a failed step before.
+  int error = 0;
+};
+
+// The cloned child: join the group in every hierarchy ("0" is the writer), drop credentials,
+// redirect, restore signals, exec. Credentials go through raw system calls: glibc's setuid()
+// would signal every thread of the parent, whose memory the child still shares.
+int child_main(void* p) {
+  auto* a = static_cast<ChildArgs*>(p);
+  const auto fail_with = [&](int err) {
+    a->error = err;
+    ::_exit(err == ENOENT ? 127 : 126);
+  };
+  for (const auto& fd : *a->procs) {
+    if (::write(fd.fd, "0", 1) != 1) fail_with(-errno);
+  }
+  const SpawnSpec& spec = *a->spec;
+  if (spec.gid) {
+    const gid_t gid = *spec.gid;
+    if (::syscall(SYS_setgroups, 1, &gid) != 0 || ::syscall(SYS_setgid, gid) != 0)
+      fail_with(-errno);
+  }
+  if (spec.uid && ::syscall(SYS_setuid, *spec.uid) != 0) fail_with(-errno);
+  if (a->out_fd >= 0 && ::dup2(a->out_fd, STDOUT_FILENO) < 0) fail_with(-errno);
+  if (a->err_fd >= 0 && ::dup2(a->err_fd, STDERR_FILENO) < 0) fail_with(-errno);
+  if (spec.close_other_fds &&
+      ::syscall(SYS_close_range, 3U, ~0U, static_cast<unsigned>(CLOSE_RANGE_CLOEXEC)) != 0) {
+    for (int fd = 3; fd < 65536; ++fd)  // kernels before 5.11
+      ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+  // Every signal is blocked (by the parent) until no handler of the parent's is left to run here.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig)
+    ::sigaction(sig, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execvpe(a->argv[0], a->argv, a->envp);
+  fail_with(errno);
+  return 0;
 }
+
+// The child's stack: execvpe's PATH search and script fallback live on it (glibc's posix_spawn
+// sizes its own from argv plus 32 KiB).
+constexpr size_t kChildStackBytes = 256 << 10;
 
 }  // namespace
 
@@ -239,7 +284,7 @@ std::vector<KernelOomKill> KernelLogReader::read_kills(pid_t main) {
 
 Result<Spawned> spawn_in_group(CgroupDriver& driver, const Cgroup& group, const SpawnSpec& spec) {
   if (spec.argv.empty()) return fail(ErrorKind::kUsage, "no command to run");
-  // Everything the child needs is prepared before fork: it may only make async-signal-safe calls.
+  // Everything the child needs is prepared before the clone: it may only make raw system calls.
   std::vector<Fd> procs;
   for (const auto& file : driver.procs_files(group)) {
     Fd fd(::open(file.c_str(), O_WRONLY | O_CLOEXEC));
@@ -254,54 +299,37 @@ Result<Spawned> spawn_in_group(CgroupDriver& driver, const Cgroup& group, const 
   }
   const std::vector<char*> argv = c_strings(spec.argv);
   const std::vector<char*> envp = c_strings(spec.env);
-  int exec_pipe[2];
-  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) return fail(Error::from_errno(errno, "create", "a pipe"));
-  Fd exec_read(exec_pipe[0]);
-  Fd exec_write(exec_pipe[1]);
+  ChildArgs args{&procs, out.fd, err.fd, &spec, argv.data(), envp.data()};
+  void* stack = ::mmap(nullptr, kChildStackBytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return fail(Error::from_errno(errno, "map", "a stack for the child"));
 
   Spawned spawned;
   spawned.started_at = std::chrono::system_clock::now();
-  const pid_t pid = ::fork();
-  if (pid < 0) return fail(Error::from_errno(errno, "fork", spec.argv[0]));
-  if (pid == 0) {
-    // The child: join the group in every hierarchy ("0" is the writer), drop credentials,
-    // redirect, restore signals, exec.
-    for (const auto& fd : procs) {
-      if (::write(fd.fd, "0", 1) != 1) child_fail(exec_write.fd, -errno);
-    }
-    if (spec.gid) {
-      const gid_t gid = *spec.gid;
-      if (::setgroups(1, &gid) != 0 || ::setgid(gid) != 0) child_fail(exec_write.fd, -errno);
-    }
-    if (spec.uid && ::setuid(*spec.uid) != 0) child_fail(exec_write.fd, -errno);
-    if (out.fd >= 0 && ::dup2(out.fd, STDOUT_FILENO) < 0) child_fail(exec_write.fd, -errno);
-    if (err.fd >= 0 && ::dup2(err.fd, STDERR_FILENO) < 0) child_fail(exec_write.fd, -errno);
-    if (spec.close_other_fds &&
-        ::syscall(SYS_close_range, 3U, ~0U, static_cast<unsigned>(CLOSE_RANGE_CLOEXEC)) != 0) {
-      for (int fd = 3; fd < 65536; ++fd)  // kernels before 5.11
-        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-    }
-    for (int sig = 1; sig < NSIG; ++sig)
-      ::signal(sig, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
-    ::execvpe(argv[0], argv.data(), envp.data());
-    child_fail(exec_write.fd, errno);
+  // posix_spawn's way, with the group joined in between: the child borrows this process's memory
+  // (CLONE_VM) and this thread waits (CLONE_VFORK) until it has exec'd or exited, so nothing of a
+  // large process is copied for a child that replaces itself at once. CLONE_PIDFD hands over
+  // the pidfd with the pid.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  int pidfd_value = -1;
+  const pid_t pid = ::clone(child_main, static_cast<char*>(stack) + kChildStackBytes,
+                            CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args, &pidfd_value);
+  const int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ::munmap(stack, kChildStackBytes);
+  if (pid < 0) {
+    return fail(Error::from_errno(clone_errno, "start", spec.argv[0])
+                    .wrap(clone_errno == EINVAL ? "needs Linux 5.3+ (CLONE_PIDFD)" : "clone"));
   }
   spawned.pid = pid;
-  exec_write = Fd();
   procs.clear();
-  Fd pidfd(pidfd_open(pid));
-  const int pidfd_errno = errno;
+  Fd pidfd(pidfd_value);
 
-  // The exec pipe closes on a successful exec and carries errno otherwise.
-  int child_errno = 0;
-  ssize_t got;
-  do {
-    got = ::read(exec_read.fd, &child_errno, sizeof child_errno);
-  } while (got < 0 && errno == EINTR);
-  if (got == sizeof child_errno) {
+  // The child has exec'd (error 0) or exited, saying why.
+  const int child_errno = args.error;
+  if (child_errno != 0) {
     ::waitpid(pid, nullptr, 0);
     if (child_errno < 0) {
       // Not the command's fault: hostfit could not put it in its group (an empty cpuset, a
@@ -312,13 +340,6 @@ Result<Spawned> spawn_in_group(CgroupDriver& driver, const Cgroup& group, const 
     spawned.exec_errno = child_errno;
     spawned.failure = "cannot execute '" + spec.argv[0] + "': " + std::strerror(child_errno);
     return spawned;
-  }
-  if (pidfd.fd < 0) {
-    // Linux before 5.3: nothing to poll on. Kill the child rather than run it unsupervised.
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return fail(
-        Error::from_errno(pidfd_errno, "pidfd_open", std::to_string(pid)).wrap("needs Linux 5.3+"));
   }
   spawned.pidfd = std::exchange(pidfd.fd, -1);
   return spawned;

@@ -97,6 +97,18 @@ Status check_memory_size(std::string_view flag, const std::optional<uint64_t>& b
                                      format_bytes(kMinMemoryBytes) + "; " + hint);
 }
 
+// The hierarchies a run's group needs: memory for the OOM verdict, the peak and the cache
+// accounting, cpuacct for the CPU time in the report, and the others only for a limit asked for.
+std::vector<std::string> needed_controllers(const WorkloadRequest& r) {
+  std::vector<std::string> needed = {"memory", "cpuacct"};
+  if (r.cpus) needed.emplace_back("cpu");
+  if (r.cpuset || r.placement) needed.emplace_back("cpuset");
+  if (r.pids_max) needed.emplace_back("pids");
+  // On a hybrid host PSI is only in the unified tree; on v2 memory already brings it.
+  if (r.memory_pressure) needed.emplace_back("unified");
+  return needed;
+}
+
 }  // namespace
 
 Status validate_request(const HostFacts& self, const WorkloadRequest& r) {
@@ -252,7 +264,9 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
                     what + "; the workload was not started and what was made for it is removed",
                 EINTR);
   };
-  auto driver = open_cgroup_driver(root, self.cgroup, {.parent = request.cgroup_parent});
+  auto driver = open_cgroup_driver(
+      root, self.cgroup,
+      {.parent = request.cgroup_parent, .controllers = needed_controllers(request)});
   if (!driver) return fail(driver.error());
   WorkloadRun run;
   run.mode = (*driver)->mode();
@@ -263,10 +277,14 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
       request.ledger_path.empty() ? default_ledger_path() : request.ledger_path;
   // Placements a killed run made for the groups it left behind go with them; a `place` hold that
   // only shares a swept group's name stays.
+  // A hold names its group in the first hierarchy of the run that made it, which need not be
+  // this run's: every hierarchy's parent is tried (a driver over all of them reads no file).
   if (!swept->empty() && std::filesystem::exists(ledger)) {
-    const std::string parent = (*driver)->parents().front().dir;
-    for (const auto& stale : *swept)
-      (void)release_group_hold(ledger, stale, join_path(parent, stale));
+    auto all = open_cgroup_driver(root, self.cgroup, {.parent = request.cgroup_parent});
+    for (const CgroupDir& parent : all ? (*all)->parents() : (*driver)->parents()) {
+      for (const auto& stale : *swept)
+        (void)release_group_hold(ledger, stale, join_path(parent.dir, stale));
+    }
   }
 
   const std::string name = request.name.empty() ? default_name(request.argv[0]) : request.name;

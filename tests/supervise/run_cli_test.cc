@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -232,14 +233,22 @@ int wait_code(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-// The processes in the group's first hierarchy, polled until `ready` says so (at most 10 s).
+// The processes in the group's memory hierarchy, the one every run makes its group in, polled
+// until `ready` says so (at most 10 s).
 std::vector<pid_t> wait_for_procs(const std::string& name,
                                   const std::function<bool(const std::vector<pid_t>&)>& ready) {
-  const auto dirs = group_dirs(name);
+  const Sysroot root("/");
+  auto d = open_cgroup_driver(root, probe_cgroups(root, ProbeTarget::self()), {});
+  std::string dir;
+  for (const auto& p : d ? (*d)->parents() : std::vector<CgroupDir>{}) {
+    const auto& c = p.controllers;
+    if (dir.empty() || std::find(c.begin(), c.end(), "memory") != c.end())
+      dir = join_path(p.dir, name);
+  }
   std::vector<pid_t> pids;
   for (int i = 0; i < 2000; ++i) {
     pids.clear();
-    std::istringstream in(slurp(dirs.front() + "/cgroup.procs"));
+    std::istringstream in(slurp(dir + "/cgroup.procs"));
     for (pid_t p; in >> p;)
       pids.push_back(p);
     if (ready(pids)) break;
