@@ -320,5 +320,41 @@ TEST_F(DaemonSessionsTest, PostgresExampleServesSqlAndAnOomKilledBackendFailsIts
   EXPECT_NE(next["engine"], s["engine"]);
 }
 
+// The same with PostgreSQL: after kill -9 of the daemon, the postmaster is adopted, alice's
+// session stays open on the same port and SQL still works through it.
+TEST_F(DaemonSessionsTest, PostgresEngineIsAdoptedAfterKillNineAndStillServesSql) {
+  for (const char* need : {"/usr/lib/postgresql/15/bin/postgres", "/usr/bin/psql"}) {
+    if (::access(need, X_OK) != 0) GTEST_SKIP() << "needs " << need << " (scripts/install-deps)";
+  }
+  if (testing::slurp("/etc/passwd").find("\npostgres:") == std::string::npos)
+    GTEST_SKIP() << "needs the postgres user (Debian's postgresql package)";
+  const json t = json::parse(testing::slurp(HOSTFIT_SOURCE_DIR "/examples/engines/postgres.json"));
+  ASSERT_EQ(d().call("POST", "/v1/engines", t).status, 201);
+  const json s = open("pg", 60);
+  ASSERT_EQ(s["state"], "OPEN") << s.dump() << d().log();
+  const auto pids = engine_pids(d());
+  const std::string sql = "psql -h 127.0.0.1 -p " +
+                          std::to_string(s["endpoint"]["port"].get<int>()) +
+                          " -U postgres -Atc 'select 6*7' 2>&1";
+  const auto run_sql = [&] {
+    std::string out;
+    FILE* p = ::popen(sql.c_str(), "r");
+    char buf[256];
+    while (p && std::fgets(buf, sizeof buf, p))
+      out += buf;
+    if (p) ::pclose(p);
+    return out;
+  };
+  ASSERT_EQ(run_sql(), "42\n");
+  d().kill9();
+  ASSERT_TRUE(d().start()) << d().log();
+  EXPECT_EQ(engine_pids(d()), pids);
+  const json now = d().call("GET", "/v1/sessions/" + s["id"].get<std::string>()).json();
+  EXPECT_EQ(now["state"], "OPEN") << now.dump();
+  EXPECT_EQ(run_sql(), "42\n");
+  const json again = open("pg", 60);
+  EXPECT_EQ(again["engine"], s["engine"]) << again.dump();
+}
+
 }  // namespace
 }  // namespace hostfit
