@@ -146,6 +146,12 @@ struct EngineWatch {
   std::function<void()> on_exit{};
   // Another process of the engine (its group) was OOM-killed; the main process lives.
   std::function<void(const Verdict&)> on_oom{};
+  // The kernel OOM-killed the main process (its log named it): the engine is dead or dying and
+  // on_ended follows with the settled verdict. Sessions fail on this, the first sign.
+  std::function<void(const Verdict&)> on_killed{};
+  // The group's OOM kill counter rose and no log has named the victim yet: the main process or
+  // another one. An engine that fails on any OOM kill fails on this.
+  std::function<void(const Verdict&)> on_oom_counted{};
 };
 
 struct LaunchedEngine {
@@ -163,6 +169,15 @@ class EngineHost {
   virtual Result<LaunchedEngine> launch(const EngineLaunch& launch, EngineWatch watch) = 0;
   // SIGTERM, then SIGKILL after its stop timeout; at once when `force`. on_ended follows.
   virtual void stop(const std::string& engine, bool force) = 0;
+
+  // After a daemon restart: takes over an engine an earlier host launched. `ended` holds its
+  // verdict when its process ended meanwhile (no callback follows); else `watch` is armed as
+  // launch() arms it. An Error: this host cannot adopt it (the engine counts as lost).
+  struct Adopted {
+    std::optional<Verdict> ended{};
+    LaunchedEngine output{};
+  };
+  virtual Result<Adopted> adopt(const std::string& engine, EngineWatch watch);
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -195,6 +210,8 @@ struct SessionInfo {
   std::chrono::system_clock::time_point created_at{}, opened_at{}, ended_at{};
 };
 nlohmann::json to_json(const SessionInfo& s);
+// to_json's shape back (a record the daemon stored); kParse naming the field otherwise.
+Result<SessionInfo> session_from_json(const nlohmann::json& j);
 
 struct EngineInfo {
   std::string id{};
@@ -210,14 +227,22 @@ struct EngineInfo {
   std::chrono::system_clock::time_point launched_at{}, ready_at{}, ended_at{};
 };
 nlohmann::json to_json(const EngineInfo& e);
+Result<EngineInfo> engine_from_json(const nlohmann::json& j);
 
 // Something that happened, for the daemon's event feed: "engine.launching", "engine.ready",
 // "engine.ended", "engine.oom", "session.opened", "session.closed", "session.failed".
+// Every change of a session or an engine comes as an Event carrying the record as it now is, in
+// the turn of the change and before anyone waiting is answered, so the daemon can store both in
+// one transaction. A change nobody needs to be told of (a session that waits for its engine, an
+// engine whose exit is settling, a verdict's late details) has an empty type.
 struct Event {
   std::string type;
   std::string subject;  // the engine or session id
   std::string message;
   nlohmann::json data = nlohmann::json::object();
+  std::optional<SessionInfo> session{};
+  std::optional<EngineInfo> engine{};
+  const EngineTemplate* engine_template = nullptr;  // with `engine`: the one it was launched with
 };
 
 struct SessionsOptions {
@@ -272,6 +297,18 @@ class Sessions {
   // Stops the engines named by an engine id or a key text: their sessions fail at once with
   // STOPPED(killed); returns the ids. kNotFound when nothing live matches.
   Result<std::vector<std::string>> kill(const std::string& engine_or_key);
+
+  // After a daemon restart, before any open: takes back what an earlier Sessions recorded
+  // through on_event. Each engine not ENDED is adopted through EngineHost::adopt: a live one
+  // keeps its sessions, endpoint and port (READY: open sessions stay open, its idle timer starts
+  // again; LAUNCHING: readiness is waited for again, within what is left of its launch timeout;
+  // STOPPING: its stop goes on); one that ended meanwhile fails its sessions with its verdict.
+  // A PENDING session without an engine is routed again. Ended ones are kept for queries.
+  struct Recorded {
+    EngineInfo engine;
+    EngineTemplate launched_with;
+  };
+  void adopt(std::vector<Recorded> engines, std::vector<SessionInfo> sessions);
 
   struct Impl;
 

@@ -6,11 +6,12 @@
 //     return s.release_hold("etl");                       // ... and the hold, together
 //   });
 //
-// Tables: workloads, runs (with verdicts), placements (the daemon's ledger), attachments and
-// events (a sequence that only grows). The schema version is SQLite's user_version; open()
-// applies the migrations it lacks, in one transaction each. WAL with synchronous=NORMAL: a
-// process killed mid-write loses at most the transaction it was writing, never a committed one,
-// and never leaves a half-applied one. Not thread-safe: one Store per thread (the daemon's loop).
+// Tables: workloads, runs (with verdicts), placements (the daemon's ledger), attachments,
+// engines and sessions (schema 2), and events (a sequence that only grows). The schema version is
+// SQLite's user_version; open() applies the migrations it lacks, in one transaction each. WAL with
+// synchronous=NORMAL: a process killed mid-write loses at most the transaction it was writing,
+// never a committed one, and never leaves a half-applied one. Not thread-safe: one Store per thread
+// (the daemon's loop).
 #pragma once
 
 #include <cstdint>
@@ -77,9 +78,35 @@ struct EventRow {
   std::string data;      // JSON object text, "{}" when none
 };
 
+// An engine of the sessions module (docs/sessions.md), as the daemon last recorded it. Its
+// process (pid, start time, cgroup) is the open run of `workload`, adopted as workloads are.
+struct EngineRow {
+  std::string id;               // "pg-7"
+  std::string key;              // "pg/user/alice/default"
+  std::string state;            // "LAUNCHING", "READY", "STOPPING", "EXITING", "ENDED"
+  std::string workload;         // "engine.pg-7"
+  std::optional<int64_t> port;  // its {port}, allocated while it lives
+  std::string socket;           // its readiness socket, "" when none
+  std::string template_json;    // the template it was launched with
+  std::string record;           // the engine as the API shows it (JSON)
+  bool ended = false;
+};
+
+// A session, as the daemon last recorded it.
+struct SessionRow {
+  std::string id;  // "s-1f2e3d4c5b6a7980"
+  std::string key;
+  std::string owner, subdomain;
+  std::string engine;  // "" while it waits for a pool slot
+  std::string state;   // "PENDING", "OPEN", "CLOSED", "FAILED"
+  std::string message;
+  std::string record;  // the session as the API shows it (JSON)
+  bool ended = false;
+};
+
 class Store {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens (creating the file and its directory, mode 0600) and migrates. kParse when the file is
   // not a database or has a newer schema than this hostfit knows.
@@ -113,6 +140,14 @@ class Store {
   Status put_attachment(const AttachmentRow& row);
   Status delete_attachment(const std::string& name);
   Result<std::vector<AttachmentRow>> attachments();
+
+  // Engines and sessions: insert or replace by id; rows come back in the order they last changed.
+  Status put_engine(const EngineRow& row);
+  Status put_session(const SessionRow& row);
+  Result<std::vector<EngineRow>> engines();
+  Result<std::vector<SessionRow>> session_rows();
+  // Keeps the `keep` most recently ended engines and sessions (each); live ones always stay.
+  Status prune_ended(int64_t keep);
 
   Result<int64_t> append_event(EventRow row);  // fills seq and time
   Result<std::vector<EventRow>> events_since(int64_t seq, int limit = 1000);

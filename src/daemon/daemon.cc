@@ -376,6 +376,7 @@ void Daemon::Impl::arm_oom(const std::shared_ptr<Workload>& w) {
                         [this, w, generation](const boost::system::error_code& ec) {
                           if (ec || w->generation != generation) return;
                           w->oom.watch->drain();
+                          if (!w->oom.woke) w->oom.woke = Steady::now();
                           // v1 wakes when the group enters OOM, before the victim is counted.
                           w->oom.recheck_until = Steady::now() + kRecheckWindow;
                           check_oom(w, generation);
@@ -397,6 +398,10 @@ void Daemon::Impl::read_victims(const std::shared_ptr<Workload>& w) {
     if (w->oom.unnamed_pending > 0) --w->oom.unnamed_pending;
     if (k.pid == w->pid) {
       w->oom.main_victim_logged = true;
+      // An engine's sessions fail now, not when the victim has exited and its verdict settled.
+      if (is_engine(*w) && !w->oom.kmsg_history) {
+        engine_main_oom_killed(w, OomEvent{k.pid, k.comm, k.time_us});
+      }
       continue;
     }
     if (w->oom.kmsg_history) continue;  // an earlier run's kill, read from the log's start
@@ -431,9 +436,11 @@ void Daemon::Impl::check_oom(const std::shared_ptr<Workload>& w, uint64_t genera
   auto counters = counters_of(*driver, *w->group);
   if (counters && counters->oom_kill > w->oom.seen_kills) {
     w->oom.recheck_until.reset();
+    if (!w->oom.counted) w->oom.counted = Steady::now();
     w->oom.unnamed_pending += counters->oom_kill - w->oom.seen_kills;
     w->oom.seen_kills = counters->oom_kill;
     read_victims(w);
+    if (w->oom.unnamed_pending > 0 && is_engine(*w)) engine_oom_counted(w);
     publish();
     if (w->oom.unnamed_pending > 0) {
       w->victim_timer.expires_after(kVictimGrace);
@@ -580,6 +587,17 @@ void Daemon::Impl::finish_run(const std::shared_ptr<Workload>& w) {
                {"exit_code", run.exit_code ? json(*run.exit_code) : json(nullptr)},
                {"signal", run.signal ? json(*run.signal) : json(nullptr)},
                {"restart", restart}};
+  // When the kernel's signs reached the loop (CLOCK_MONOTONIC, µs, the kernel log's clock):
+  // for measuring how long an OOM kill takes to reach a client (bench/sessions).
+  json timeline = json::object();
+  const auto mono_us = [](Steady::time_point t) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  };
+  if (w->oom.woke) timeline["oom_wake"] = mono_us(*w->oom.woke);
+  if (w->oom.counted) timeline["oom_counted"] = mono_us(*w->oom.counted);
+  if (w->exit_seen) timeline["exit_seen"] = mono_us(*w->exit_seen);
+  timeline["verdict"] = mono_us(Steady::now());
+  data["timeline_us"] = timeline;
   const auto recorded = store->transaction([&](Store& s) -> Status {
     if (run.id == 0) {
       auto id = s.insert_run(run);

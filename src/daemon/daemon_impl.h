@@ -47,6 +47,7 @@ struct OomTracker {
   bool kmsg_history = false;     // kmsg read from its start: only the main pid's records count
   uint64_t unnamed_pending = 0;  // counted kills the log has not named yet (workloads)
   std::optional<Steady::time_point> recheck_until;
+  std::optional<Steady::time_point> woke, counted;  // first wake-up, first counted kill
 };
 
 // A workload's status on the loop, besides its runs in the store.
@@ -176,6 +177,10 @@ struct Daemon::Impl {
   void engine_exit_seen(const std::shared_ptr<Workload>& w);
   void engine_run_ended(const std::shared_ptr<Workload>& w);
   void engine_oom_kill(const std::shared_ptr<Workload>& w, const OomEvent& e);
+  void engine_main_oom_killed(const std::shared_ptr<Workload>& w, const OomEvent& e);
+  void engine_oom_counted(const std::shared_ptr<Workload>& w);
+  void adopt_sessions();
+  void record_session_change(const sessions::Event& e);
   std::filesystem::path templates_dir() const;
   Status save_template(const sessions::EngineTemplate& t);
   void reply_when_leaves(const std::string& id, sessions::SessionState state, int wait,

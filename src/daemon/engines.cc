@@ -23,6 +23,8 @@ constexpr int kMaxWaitSeconds = 60;
 constexpr std::string_view kEnginePrefix = "engine.";
 constexpr const char* kEngineSource = "engine";
 constexpr const char* kInitSource = "engine-init";
+// Ended sessions and engines kept for queries, in memory and in the store.
+constexpr size_t kKeptEnded = 1000;
 
 std::string workload_of(const std::string& engine) {
   return std::string(kEnginePrefix) + engine;
@@ -138,22 +140,78 @@ class DaemonEngineHost : public sessions::EngineHost {
     if (it != watches_.end() && it->second.on_exit) it->second.on_exit();
   }
 
-  void oom_kill(const std::shared_ptr<Workload>& w, const OomEvent& e) {
+  // An OOM kill in the engine's group: of another process (on_oom), of the main process as the
+  // kernel log names it (on_killed), or counted and not named yet (on_oom_counted).
+  enum class OomKind { kOther, kMain, kUnnamed };
+  void oom_kill(const std::shared_ptr<Workload>& w, const OomEvent& e, OomKind kind) {
     auto it = watches_.find(w->spec.name);
-    if (it == watches_.end() || !it->second.on_oom) return;
+    if (it == watches_.end()) return;
+    const auto& callback = kind == OomKind::kOther  ? it->second.on_oom
+                           : kind == OomKind::kMain ? it->second.on_killed
+                                                    : it->second.on_oom_counted;
+    if (!callback) return;
     Verdict v{.state = "KILLED", .reason = "OOM", .text = "KILLED(OOM)"};
     v.memory_limit_bytes = w->spec.memory_max_bytes;
     if (w->group) {
       if (auto usage = d_.driver->usage(*w->group)) v.memory_peak_bytes = usage->memory_peak_bytes;
     }
-    v.victim = (e.comm.empty() ? std::string("a process") : e.comm) +
-               (e.pid ? " (pid " + std::to_string(e.pid) + ")" : "");
-    v.message = v.victim + " of '" + w->spec.name + "' was killed by the OOM killer" +
+    if (kind != OomKind::kUnnamed) {
+      v.victim = (e.comm.empty() ? std::string("a process") : e.comm) +
+                 (e.pid ? " (pid " + std::to_string(e.pid) + ")" : "");
+    }
+    v.message = (kind == OomKind::kUnnamed ? std::string("a process (not named yet)") : v.victim) +
+                " of '" + w->spec.name + "' was killed by the OOM killer" +
                 (v.memory_limit_bytes ? " at its limit of " + format_bytes(*v.memory_limit_bytes)
                                       : std::string()) +
                 (v.memory_peak_bytes ? " (peak " + format_bytes(*v.memory_peak_bytes) + ")"
                                      : std::string());
-    it->second.on_oom(v);
+    callback(v);
+  }
+
+  // After a restart: the engine's workload was adopted (or closed) with the other open runs.
+  Result<Adopted> adopt(const std::string& engine, EngineWatch watch) override {
+    const std::string name = workload_of(engine);
+    if (auto init = d_.workloads.find(name + ".init"); init != d_.workloads.end()) {
+      // Its init command ran when the daemon stopped; the engine waiting for it was in memory.
+      end_init_for_good(init->second);
+      return Adopted{.ended = Verdict{.state = "FAILED",
+                                      .reason = "UNKNOWN",
+                                      .text = "FAILED",
+                                      .message = "hostfit restarted while its init command ran; "
+                                                 "open a new session"}};
+    }
+    auto it = d_.workloads.find(name);
+    if (it == d_.workloads.end()) {
+      return fail(ErrorKind::kNotFound, "engine '" + engine + "' has no workload '" + name + "'");
+    }
+    const auto w = it->second;
+    if (!w->run) {
+      // Its run ended before the daemon stopped, the engine's end was not recorded yet.
+      auto runs = d_.store->runs(name, 1);
+      if (!runs || runs->empty()) {
+        return fail(ErrorKind::kNotFound, "engine '" + engine + "' has no run of '" + name + "'");
+      }
+      w->run = runs->front();
+    }
+    if (w->phase != Phase::kRunning && w->phase != Phase::kStopping) {
+      asio::post(d_.io, [&d = d_, name] { (void)d.remove_workload(name); });
+      return Adopted{.ended = verdict_of(*w)};
+    }
+    watches_[name] = std::move(watch);
+    if (w->oom.other_kills > 0) {
+      // Another process was OOM-killed while no daemon watched: told as it would have been.
+      asio::post(d_.io, [this, w] { oom_kill(w, OomEvent{}, OomKind::kOther); });
+    }
+    return Adopted{.output = {.stdout_path = d_.log_path(name, "out"), .stdout_offset = 0}};
+  }
+
+  // The engine workloads no adopted engine claimed: stopped (when running) and removed.
+  void drop_unclaimed() {
+    std::vector<std::shared_ptr<Workload>> unclaimed;
+    for (const auto& [name, w] : d_.workloads)
+      if (is_engine_workload(*w) && !watches_.contains(name)) unclaimed.push_back(w);
+    for (const auto& w : unclaimed)
+      end_init_for_good(w);
   }
 
  private:
@@ -228,6 +286,17 @@ class DaemonEngineHost : public sessions::EngineHost {
     if (watch.on_ended) watch.on_ended(v);
   }
 
+  static bool is_engine_workload(const Workload& w) { return Daemon::Impl::is_engine(w); }
+
+  void end_init_for_good(const std::shared_ptr<Workload>& w) {
+    if (w->phase == Phase::kRunning || w->phase == Phase::kStopping) {
+      w->delete_after_stop = true;
+      d_.stop(w, true);
+    } else {
+      asio::post(d_.io, [&d = d_, name = w->spec.name] { (void)d.remove_workload(name); });
+    }
+  }
+
   Daemon::Impl& d_;
   std::map<std::string, EngineWatch> watches_;  // by workload name
   std::map<std::string, Waiting> waiting_;      // engines waiting for their init, by init name
@@ -242,7 +311,13 @@ void Daemon::Impl::engine_exit_seen(const std::shared_ptr<Workload>& w) {
   if (engine_runner) engine_runner->exit_seen(w);
 }
 void Daemon::Impl::engine_oom_kill(const std::shared_ptr<Workload>& w, const OomEvent& e) {
-  if (engine_runner) engine_runner->oom_kill(w, e);
+  if (engine_runner) engine_runner->oom_kill(w, e, DaemonEngineHost::OomKind::kOther);
+}
+void Daemon::Impl::engine_main_oom_killed(const std::shared_ptr<Workload>& w, const OomEvent& e) {
+  if (engine_runner) engine_runner->oom_kill(w, e, DaemonEngineHost::OomKind::kMain);
+}
+void Daemon::Impl::engine_oom_counted(const std::shared_ptr<Workload>& w) {
+  if (engine_runner) engine_runner->oom_kill(w, OomEvent{}, DaemonEngineHost::OomKind::kUnnamed);
 }
 bool Daemon::Impl::is_engine(const Workload& w) {
   return w.source == kEngineSource || w.source == kInitSource;
@@ -279,10 +354,8 @@ void Daemon::Impl::open_sessions() {
       sessions::SessionsOptions{
           .data_root = std::filesystem::absolute(options.state_dir) / "engines",
           .first_engine_seq = next_engine_seq(options.state_dir / "logs"),
-          .on_event = [this](const sessions::Event& e) {
-            (void)event(e.type, e.subject, e.message, e.data);
-            publish();
-          }});
+          .keep_ended = kKeptEnded,
+          .on_event = [this](const sessions::Event& e) { record_session_change(e); }});
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(templates_dir(), ec)) {
     if (entry.path().extension() != ".json") continue;
@@ -294,18 +367,76 @@ void Daemon::Impl::open_sessions() {
     }
     sessions->put_template(std::move(*t));
   }
-  // Engines of an earlier daemon have no sessions any more (sessions live in memory): they go.
-  std::vector<std::shared_ptr<Workload>> leftovers;
-  for (const auto& [name, w] : workloads)
-    if (is_engine(*w)) leftovers.push_back(w);
-  for (const auto& w : leftovers) {
-    if (w->phase == Phase::kRunning || w->phase == Phase::kStopping) {
-      w->delete_after_stop = true;
-      stop(w, true);
-    } else {
-      (void)remove_workload(w->spec.name);
+  adopt_sessions();
+}
+
+// The engines and sessions an earlier daemon recorded come back (their processes were adopted
+// with the other open runs); engine workloads nobody claims are stopped and removed.
+void Daemon::Impl::adopt_sessions() {
+  (void)store->prune_ended(static_cast<int64_t>(kKeptEnded));
+  std::vector<sessions::Sessions::Recorded> engines;
+  std::vector<sessions::SessionInfo> records;
+  if (auto rows = store->engines()) {
+    for (const auto& row : *rows) {
+      auto info = sessions::engine_from_json(json::parse(row.record, nullptr, false));
+      auto t = sessions::parse_template(json::parse(row.template_json, nullptr, false));
+      if (!info || !t) {
+        log_line("engine '" + row.id + "' in the store not adopted: " +
+                 (info ? t.error().message : info.error().message));
+        continue;
+      }
+      engines.push_back({std::move(*info), std::move(*t)});
     }
   }
+  if (auto rows = store->session_rows()) {
+    for (const auto& row : *rows) {
+      auto info = sessions::session_from_json(json::parse(row.record, nullptr, false));
+      if (!info) {
+        log_line("session '" + row.id + "' in the store not adopted: " + info.error().message);
+        continue;
+      }
+      records.push_back(std::move(*info));
+    }
+  }
+  // Not in one transaction: a session routed again may launch an engine, whose run must be on
+  // record before its process exists.
+  sessions->adopt(std::move(engines), std::move(records));
+  engine_runner->drop_unclaimed();
+}
+
+// One change of a session or engine: its row and its event (when it has one) in one transaction.
+void Daemon::Impl::record_session_change(const sessions::Event& e) {
+  const auto recorded = store->transaction([&](Store& s) -> Status {
+    if (e.session) {
+      const auto& i = *e.session;
+      const bool ended =
+          i.state == sessions::SessionState::kClosed || i.state == sessions::SessionState::kFailed;
+      if (auto st = s.put_session({i.id, i.key.text(), i.key.owner, i.key.subdomain, i.engine,
+                                   sessions::to_string(i.state), i.message,
+                                   sessions::to_json(i).dump(), ended});
+          !st) {
+        return st;
+      }
+    }
+    if (e.engine) {
+      const auto& i = *e.engine;
+      EngineRow row{i.id,
+                    i.key.text(),
+                    sessions::to_string(i.state),
+                    workload_of(i.id),
+                    i.endpoint.port ? std::optional<int64_t>(*i.endpoint.port) : std::nullopt,
+                    i.endpoint.socket,
+                    e.engine_template ? sessions::to_json(*e.engine_template).dump() : "{}",
+                    sessions::to_json(i).dump(),
+                    i.state == sessions::EngineState::kEnded};
+      if (auto st = s.put_engine(row); !st) return st;
+    }
+    if (e.type.empty()) return {};
+    auto appended = event(e.type, e.subject, e.message, e.data);
+    return appended ? Status{} : fail(appended.error());
+  });
+  if (!recorded) log_line("cannot record " + e.subject + ": " + recorded.error().message);
+  if (!e.type.empty()) publish();
 }
 
 void Daemon::Impl::shutdown_sessions() {

@@ -12,6 +12,8 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cstdio>
+#include <ctime>
 #include <deque>
 #include <random>
 #include <set>
@@ -144,6 +146,122 @@ json to_json(const EngineInfo& e) {
           {"ended_at", time_json(e.ended_at)}};
 }
 
+namespace {
+
+// format_utc's text ("2026-11-23T11:52:16.123Z") back; the epoch for anything else.
+Clock::time_point time_of(const json& j) {
+  if (!j.is_string()) return {};
+  std::tm tm{};
+  int ms = 0;
+  char z = 0;
+  if (std::sscanf(j.get_ref<const std::string&>().c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c",
+                  &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms,
+                  &z) != 8 ||
+      z != 'Z') {
+    return {};
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return Clock::from_time_t(::timegm(&tm)) + std::chrono::milliseconds(ms);
+}
+
+std::string text_of(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+template <class T>
+std::optional<T> number_of(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number_integer()) return std::nullopt;
+  return it->get<T>();
+}
+
+Endpoint endpoint_of(const json& j) {
+  return Endpoint{.host = text_of(j, "host"),
+                  .port = number_of<int>(j, "port"),
+                  .socket = text_of(j, "socket")};
+}
+
+std::optional<Verdict> verdict_of(const json& j) {
+  if (!j.is_object()) return std::nullopt;
+  return Verdict{.state = text_of(j, "state"),
+                 .reason = text_of(j, "reason"),
+                 .text = text_of(j, "verdict"),
+                 .message = text_of(j, "message"),
+                 .exit_code = number_of<int>(j, "exit_code"),
+                 .signal = number_of<int>(j, "signal"),
+                 .memory_limit_bytes = number_of<uint64_t>(j, "memory_limit_bytes"),
+                 .memory_peak_bytes = number_of<uint64_t>(j, "memory_peak_bytes"),
+                 .victim = text_of(j, "victim")};
+}
+
+template <class State, size_t N>
+std::optional<State> state_of(const std::string& text, const State (&all)[N]) {
+  for (State st : all)
+    if (text == to_string(st)) return st;
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<SessionInfo> session_from_json(const json& j) {
+  if (!j.is_object()) return fail(ErrorKind::kParse, "a session record is not a JSON object");
+  SessionInfo s;
+  s.id = text_of(j, "id");
+  auto key = parse_key(text_of(j, "key"));
+  if (!key) return fail(key.error().wrap("session '" + s.id + "'"));
+  s.key = *key;
+  constexpr SessionState kAll[] = {SessionState::kPending, SessionState::kOpen,
+                                   SessionState::kClosed, SessionState::kFailed};
+  auto state = state_of(text_of(j, "state"), kAll);
+  if (!state || s.id.empty()) {
+    return fail(ErrorKind::kParse, "session record '" + s.id + "' has no id or a bad state '" +
+                                       text_of(j, "state") + "'");
+  }
+  s.state = *state;
+  s.engine = text_of(j, "engine");
+  if (auto e = j.find("endpoint"); e != j.end() && e->is_object()) s.endpoint = endpoint_of(*e);
+  s.message = text_of(j, "message");
+  if (auto v = j.find("verdict"); v != j.end()) s.verdict = verdict_of(*v);
+  s.created_at = time_of(j.value("created_at", json()));
+  s.opened_at = time_of(j.value("opened_at", json()));
+  s.ended_at = time_of(j.value("ended_at", json()));
+  return s;
+}
+
+Result<EngineInfo> engine_from_json(const json& j) {
+  if (!j.is_object()) return fail(ErrorKind::kParse, "an engine record is not a JSON object");
+  EngineInfo e;
+  e.id = text_of(j, "id");
+  auto key = parse_key(text_of(j, "key"));
+  if (!key) return fail(key.error().wrap("engine '" + e.id + "'"));
+  e.key = *key;
+  constexpr EngineState kAll[] = {EngineState::kLaunching, EngineState::kReady,
+                                  EngineState::kStopping, EngineState::kExiting,
+                                  EngineState::kEnded};
+  auto state = state_of(text_of(j, "state"), kAll);
+  if (!state || e.id.empty()) {
+    return fail(ErrorKind::kParse, "engine record '" + e.id + "' has no id or a bad state '" +
+                                       text_of(j, "state") + "'");
+  }
+  e.state = *state;
+  e.slot = number_of<int>(j, "slot").value_or(0);
+  if (auto p = j.find("endpoint"); p != j.end() && p->is_object()) e.endpoint = endpoint_of(*p);
+  e.data_dir = text_of(j, "data_dir");
+  e.stop_cause = text_of(j, "stop_cause");
+  if (auto v = j.find("verdict"); v != j.end()) e.verdict = verdict_of(*v);
+  if (auto v = j.find("exit_verdict"); v != j.end()) e.exit_verdict = verdict_of(*v);
+  e.launched_at = time_of(j.value("launched_at", json()));
+  e.ready_at = time_of(j.value("ready_at", json()));
+  e.ended_at = time_of(j.value("ended_at", json()));
+  return e;
+}
+
+Result<EngineHost::Adopted> EngineHost::adopt(const std::string& engine, EngineWatch) {
+  return fail(ErrorKind::kUnsupported, "this engine host cannot adopt engine '" + engine + "'");
+}
+
 struct Engine {
   explicit Engine(asio::io_context& io) : launch_timer(io), idle_timer(io) {}
   EngineInfo info;
@@ -152,6 +270,10 @@ struct Engine {
   std::shared_ptr<ReadinessProbe> probe;
   asio::steady_timer launch_timer, idle_timer;
   std::set<std::string> sessions;  // attached, PENDING or OPEN
+  // Failed on the first sign of an OOM kill, before the verdict settled: their verdict gets the
+  // settled details when the engine ends.
+  std::vector<std::string> failed_early;
+  bool failed_on_oom = false;  // out of service on an OOM kill's first sign
 
   bool routable() const {
     return info.state == EngineState::kLaunching || info.state == EngineState::kReady;
@@ -180,7 +302,12 @@ struct Sessions::Impl {
         host(host_),
         options(std::move(options_)),
         engine_seq(options.first_engine_seq),
-        rng(std::random_device{}()) {}
+        rng(std::random_device{}()) {
+    // From a random place in the range: two daemons starting at once (tests, a restart beside a
+    // dying one) rarely race for one port between its check and the engine's bind.
+    const int span = std::max(1, options.port_last - options.port_first + 1);
+    port_cursor = static_cast<int>(rng() % static_cast<uint64_t>(span));
+  }
 
   asio::io_context& io;
   EngineHost& host;
@@ -197,12 +324,20 @@ struct Sessions::Impl {
   std::mt19937_64 rng;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);  // host callbacks after us: no-op
 
-  void emit(std::string type, std::string subject, std::string message,
-            json data = json::object()) {
-    if (options.on_event)
-      options.on_event(
-          Event{std::move(type), std::move(subject), std::move(message), std::move(data)});
+  void emit(std::string type, std::string subject, std::string message, json data = json::object(),
+            const Session* s = nullptr, const Engine* e = nullptr) {
+    if (!options.on_event) return;
+    Event event{std::move(type), std::move(subject), std::move(message), std::move(data)};
+    if (s) event.session = s->info;
+    if (e) {
+      event.engine = e->snapshot();
+      event.engine_template = e->tmpl.get();
+    }
+    options.on_event(event);
   }
+  // A change nobody is told of, for the record.
+  void record(const Session& s) { emit("", s.info.id, "", json::object(), &s); }
+  void record(const Engine& e) { emit("", e.info.id, "", json::object(), nullptr, &e); }
 
   std::string new_session_id() {
     static constexpr char kHex[] = "0123456789abcdef";
@@ -245,7 +380,7 @@ struct Sessions::Impl {
   }
 
   void ended(Session& s) {
-    s.info.ended_at = Clock::now();
+    if (s.info.ended_at == Clock::time_point{}) s.info.ended_at = Clock::now();
     ended_sessions.push_back(s.info.id);
     while (ended_sessions.size() > options.keep_ended) {
       sessions.erase(ended_sessions.front());
@@ -258,7 +393,7 @@ struct Sessions::Impl {
     s.info.opened_at = Clock::now();
     emit("session.opened", s.info.id,
          "session " + s.info.id + " opened on engine '" + s.info.engine + "'",
-         {{"engine", s.info.engine}, {"key", s.info.key.text()}});
+         {{"engine", s.info.engine}, {"key", s.info.key.text()}}, &s);
     settle(s);
   }
 
@@ -273,10 +408,16 @@ struct Sessions::Impl {
     s.info.state = SessionState::kFailed;
     s.info.message = message;
     s.info.verdict = verdict;
+    s.info.ended_at = Clock::now();
     emit("session.failed", id, "session " + id + " failed: " + message,
          {{"engine", s.info.engine},
           {"key", s.info.key.text()},
-          {"verdict", verdict ? to_json(*verdict) : json(nullptr)}});
+          {"verdict", verdict ? to_json(*verdict) : json(nullptr)},
+          // CLOCK_MONOTONIC µs, the kernel log's clock: for bench/sessions' timeline.
+          {"mono_us", std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count()}},
+         &s);
     settle(s);
     ended(s);  // may erase `s`: last
   }
@@ -292,7 +433,8 @@ struct Sessions::Impl {
     e->idle_timer.cancel();
     s.info.engine = e->info.id;
     s.info.endpoint = e->info.endpoint;
-    if (e->info.state == EngineState::kReady) open_session(s);
+    if (e->info.state == EngineState::kReady) return open_session(s);
+    record(s);
   }
 
   // Finds a place for a PENDING session: the least busy routable engine of its key, or a new
@@ -321,7 +463,7 @@ struct Sessions::Impl {
     }
     if (!best) {
       queued[s.info.key].push_back(id);
-      return;
+      return record(s);
     }
     attach(best, s);
   }
@@ -385,6 +527,14 @@ struct Sessions::Impl {
                        .on_oom =
                            [this, token, id](const Verdict& v) {
                              if (!token.expired()) engine_oom(id, v);
+                           },
+                       .on_killed =
+                           [this, token, id](const Verdict& v) {
+                             if (!token.expired()) engine_killed(id, v);
+                           },
+                       .on_oom_counted =
+                           [this, token, id](const Verdict& v) {
+                             if (!token.expired()) engine_oom_counted(id, v);
                            }};
   }
 
@@ -418,17 +568,29 @@ struct Sessions::Impl {
     auto launched = host.launch(*spec, watch_for(id));
     if (!launched) return fail(launched.error().wrap("cannot launch engine '" + id + "'"));
     e->info.launched_at = Clock::now();
-    e->target = ReadinessTarget{.kind = t->readiness.kind,
-                                .host = options.host,
-                                .port = *port,
-                                .socket = e->info.endpoint.socket,
-                                .line = t->readiness.target,
-                                .stdout_path = launched->stdout_path,
-                                .stdout_offset = launched->stdout_offset};
     engines[id] = e;
     pool.push_back(e);
+    await_ready(e, *launched, t->launch_timeout);
+    emit("engine.launching", id, "engine '" + id + "' launching for " + key.text(),
+         {{"key", key.text()}, {"slot", slot}, {"port", *port}, {"argv", spec->argv}}, nullptr,
+         e.get());
+    return e;
+  }
+
+  // Checks the engine's readiness until it is ready or `timeout` has passed.
+  void await_ready(const std::shared_ptr<Engine>& e, const LaunchedEngine& output,
+                   std::chrono::milliseconds timeout) {
+    const EngineTemplate& t = *e->tmpl;
+    e->target = ReadinessTarget{.kind = t.readiness.kind,
+                                .host = e->info.endpoint.host,
+                                .port = e->info.endpoint.port.value_or(0),
+                                .socket = e->info.endpoint.socket,
+                                .line = t.readiness.target,
+                                .stdout_path = output.stdout_path,
+                                .stdout_offset = output.stdout_offset};
     std::weak_ptr<bool> token = alive;
-    e->launch_timer.expires_after(t->launch_timeout);
+    const std::string id = e->info.id;
+    e->launch_timer.expires_after(timeout);
     e->launch_timer.async_wait([this, token, id](const boost::system::error_code& ec) {
       if (!ec && !token.expired()) launch_timed_out(id);
     });
@@ -436,9 +598,6 @@ struct Sessions::Impl {
       if (!token.expired()) engine_ready(id);
     });
     e->probe->start();
-    emit("engine.launching", id, "engine '" + id + "' launching for " + key.text(),
-         {{"key", key.text()}, {"slot", slot}, {"port", *port}, {"argv", spec->argv}});
-    return e;
   }
 
   std::shared_ptr<Engine> find(const std::string& id) {
@@ -458,7 +617,7 @@ struct Sessions::Impl {
     emit("engine.ready", id,
          "engine '" + id + "' ready (" + describe(e->target) + ") after " +
              std::to_string(ms.count()) + " ms",
-         {{"key", e->info.key.text()}, {"launch_ms", ms.count()}});
+         {{"key", e->info.key.text()}, {"launch_ms", ms.count()}}, nullptr, e.get());
     for (const auto& sid : std::set<std::string>(e->sessions)) {
       auto s = sessions.find(sid);
       if (s != sessions.end() && s->second.info.state == SessionState::kPending)
@@ -499,7 +658,7 @@ struct Sessions::Impl {
                        *verdict);
     }
     emit("engine.stopping", e->info.id, "engine '" + e->info.id + "' stopping (" + cause + ")",
-         {{"key", e->info.key.text()}, {"cause", cause}});
+         {{"key", e->info.key.text()}, {"cause", cause}}, nullptr, e.get());
     host.stop(e->info.id, force);
   }
 
@@ -520,6 +679,34 @@ struct Sessions::Impl {
     if (!e || !e->routable()) return;
     e->quiet();
     e->info.state = EngineState::kExiting;  // never handed out again; the verdict follows
+    record(*e);
+  }
+
+  // The first sign of the engine's death by OOM (the kernel counted or named the kill, the
+  // process may not have exited yet): out of service and its sessions failed now, with what is
+  // known; engine_ended settles the details.
+  void fail_early(const std::shared_ptr<Engine>& e, const Verdict& v) {
+    e->quiet();
+    e->info.state = EngineState::kExiting;
+    e->info.verdict = v;
+    e->failed_on_oom = true;
+    for (const auto& id : e->sessions)
+      e->failed_early.push_back(id);
+    fail_sessions_of(*e,
+                     "engine '" + e->info.id + "' (" + e->info.key.text() + ") died: " + v.text +
+                         ": " + v.message,
+                     v);
+    record(*e);
+  }
+
+  void engine_killed(const std::string& id, const Verdict& v) {
+    auto e = find(id);
+    if (e && e->routable()) fail_early(e, v);
+  }
+
+  void engine_oom_counted(const std::string& id, const Verdict& v) {
+    auto e = find(id);
+    if (e && e->routable() && e->tmpl->on_oom == OnOom::kFail) fail_early(e, v);
   }
 
   void engine_oom(const std::string& id, const Verdict& v) {
@@ -531,7 +718,21 @@ struct Sessions::Impl {
          {{"key", e->info.key.text()},
           {"verdict", to_json(v)},
           {"on_oom", fails ? "fail" : "ignore"}});
+    // Failed already on the counter: the log naming the victim settles the details, and the
+    // engine, whose main process lives, is stopped.
+    if (fails && e->failed_on_oom) {
+      if (e->info.stop_cause.empty()) {
+        e->info.verdict = v;
+        stop_engine_now(e);
+      }
+      return;
+    }
     if (fails) stop_engine(e, "oom", true, v);
+  }
+
+  void stop_engine_now(const std::shared_ptr<Engine>& e) {
+    e->info.stop_cause = "oom";
+    host.stop(e->info.id, true);
   }
 
   void engine_ended(const std::string& id, const Verdict& v) {
@@ -549,9 +750,10 @@ struct Sessions::Impl {
                              "; it exited " + v.text);
     } else if (cause == "killed") {
       e->info.verdict->message += "; it exited " + v.text;
-    } else if (cause.empty()) {
-      e->info.verdict = v;
+    } else if (cause.empty() || (cause == "oom" && v.reason == "OOM")) {
+      e->info.verdict = v;  // for an OOM kill told early: the settled one, victim named
     }
+    settle_early(*e);
     e->info.state = EngineState::kEnded;
     e->info.ended_at = Clock::now();
     std::vector<std::string> failed(e->sessions.begin(), e->sessions.end());
@@ -573,8 +775,66 @@ struct Sessions::Impl {
          {{"key", key.text()},
           {"verdict", to_json(shown)},
           {"exit_verdict", to_json(v)},
-          {"failed_sessions", failed}});
+          {"failed_sessions", failed}},
+         nullptr, e.get());
     serve_queue(key);
+  }
+
+  // Sessions failed early with a verdict of the same kind get its settled details (the victim,
+  // the peak); their state and the answer they were given stand.
+  void settle_early(Engine& e) {
+    const Verdict& settled = *e.info.verdict;
+    for (const auto& id : e.failed_early) {
+      auto it = sessions.find(id);
+      if (it == sessions.end() || !it->second.info.verdict) continue;
+      SessionInfo& info = it->second.info;
+      if (info.verdict->text != settled.text) continue;
+      info.verdict = settled;
+      info.message = "engine '" + e.info.id + "' (" + e.info.key.text() +
+                     ") died: " + settled.text + ": " + settled.message;
+      record(it->second);
+    }
+    e.failed_early.clear();
+  }
+
+  // An engine an earlier daemon launched, back in service as its recorded state says.
+  void adopt_engine(const std::shared_ptr<Engine>& e) {
+    const std::string id = e->info.id;
+    auto adopted = host.adopt(id, watch_for(id));
+    if (!adopted || adopted->ended) {
+      const Verdict v =
+          adopted ? *adopted->ended
+                  : Verdict{.state = "FAILED",
+                            .reason = "UNKNOWN",
+                            .text = "FAILED",
+                            .message = adopted.error().message + " when hostfit restarted"};
+      return engine_ended(id, v);
+    }
+    emit("engine.adopted", id,
+         "engine '" + id + "' (" + e->info.key.text() + ") adopted, " + to_string(e->info.state) +
+             ", with " + std::to_string(e->sessions.size()) + " session(s)",
+         {{"key", e->info.key.text()}, {"sessions", e->sessions}}, nullptr, e.get());
+    switch (e->info.state) {
+      case EngineState::kReady:
+        if (e->sessions.empty()) arm_idle(e);
+        return;
+      case EngineState::kLaunching: {
+        // Readiness is waited for again, within what is left of the launch timeout.
+        const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+            Clock::now() - e->info.launched_at);
+        await_ready(e, adopted->output,
+                    std::max(std::chrono::milliseconds(0), e->tmpl->launch_timeout - spent));
+        return;
+      }
+      case EngineState::kStopping:
+      case EngineState::kExiting:
+        // Its sessions failed before the restart; the stop goes on (at once when it was dying).
+        host.stop(id, e->info.state == EngineState::kExiting || e->info.stop_cause == "oom" ||
+                          e->info.stop_cause == "launch_timeout");
+        return;
+      case EngineState::kEnded:
+        return;
+    }
   }
 
   // A slot of the key's pool came free: the sessions that waited for one are routed again.
@@ -669,8 +929,9 @@ Result<SessionInfo> Sessions::close(const std::string& id) {
   auto e = d.find(s.info.engine);
   if (e) e->sessions.erase(id);
   s.info.state = SessionState::kClosed;
+  s.info.ended_at = Clock::now();
   d.emit("session.closed", id, "session " + id + " closed",
-         {{"engine", s.info.engine}, {"key", s.info.key.text()}});
+         {{"engine", s.info.engine}, {"key", s.info.key.text()}}, &s);
   const SessionInfo info = s.info;
   d.settle(s);
   d.ended(s);
@@ -714,6 +975,61 @@ std::vector<EngineInfo> Sessions::engines() const {
             [](const auto& a, const auto& b) { return a.launched_at < b.launched_at; });
   out.insert(out.end(), impl_->ended_engines.begin(), impl_->ended_engines.end());
   return out;
+}
+
+void Sessions::adopt(std::vector<Recorded> engines, std::vector<SessionInfo> sessions) {
+  auto& d = *impl_;
+  const auto final = [](SessionState st) {
+    return st == SessionState::kClosed || st == SessionState::kFailed;
+  };
+  std::vector<std::shared_ptr<Engine>> live;
+  for (auto& r : engines) {
+    r.engine.sessions.clear();
+    if (r.engine.state == EngineState::kEnded) {
+      d.ended_engines.push_back(std::move(r.engine));
+      continue;
+    }
+    auto e = std::make_shared<Engine>(d.io);
+    e->info = std::move(r.engine);
+    e->tmpl = std::make_shared<const EngineTemplate>(std::move(r.launched_with));
+    d.engines[e->info.id] = e;
+    d.pools[e->info.key].push_back(e);
+    live.push_back(e);
+  }
+  while (d.ended_engines.size() > d.options.keep_ended)
+    d.ended_engines.pop_front();
+  std::vector<std::string> orphans, queued;
+  for (auto& info : sessions) {
+    const std::string id = info.id;
+    const bool is_final = final(info.state);
+    const std::string engine = info.engine;
+    d.sessions[id].info = std::move(info);
+    if (is_final) {
+      d.ended_sessions.push_back(id);
+    } else if (auto e = d.find(engine)) {
+      e->sessions.insert(id);
+    } else {
+      (engine.empty() ? queued : orphans).push_back(id);
+    }
+  }
+  while (d.ended_sessions.size() > d.options.keep_ended) {
+    d.sessions.erase(d.ended_sessions.front());
+    d.ended_sessions.pop_front();
+  }
+  for (const auto& e : live)
+    d.adopt_engine(e);
+  for (const auto& id : orphans) {
+    auto it = d.sessions.find(id);
+    if (it == d.sessions.end()) continue;
+    const std::string engine = it->second.info.engine;
+    d.fail_session(
+        id, "engine '" + engine + "' was not found when hostfit restarted; open a new session",
+        std::nullopt);
+  }
+  for (const auto& id : queued) {
+    auto it = d.sessions.find(id);
+    if (it != d.sessions.end() && it->second.info.state == SessionState::kPending) d.route(id);
+  }
 }
 
 Result<std::vector<std::string>> Sessions::kill(const std::string& engine_or_key) {

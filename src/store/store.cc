@@ -59,6 +59,34 @@ CREATE TABLE events(
   message TEXT NOT NULL,
   data TEXT NOT NULL DEFAULT '{}');
 )sql",
+    // 2: engines and sessions, so a new daemon adopts them (docs/sessions.md). An engine's
+    // process (pid, start time, cgroup) is its workload's open run; the row names the workload.
+    R"sql(
+CREATE TABLE engines(
+  id TEXT PRIMARY KEY,
+  key TEXT NOT NULL,
+  state TEXT NOT NULL,
+  workload TEXT NOT NULL,
+  port INTEGER,
+  socket TEXT NOT NULL DEFAULT '',
+  template TEXT NOT NULL,
+  record TEXT NOT NULL,
+  ended INTEGER NOT NULL DEFAULT 0,
+  changed INTEGER NOT NULL);
+CREATE INDEX engines_by_change ON engines(changed);
+CREATE TABLE sessions(
+  id TEXT PRIMARY KEY,
+  key TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  subdomain TEXT NOT NULL,
+  engine TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL,
+  message TEXT NOT NULL DEFAULT '',
+  record TEXT NOT NULL,
+  ended INTEGER NOT NULL DEFAULT 0,
+  changed INTEGER NOT NULL);
+CREATE INDEX sessions_by_change ON sessions(changed);
+)sql",
 };
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
@@ -447,6 +475,83 @@ Result<std::vector<AttachmentRow>> Store::attachments() {
         return {row.text(0), row.text(1), row.opt(2), row.text(3)};
       },
       "read attachments", path_);
+}
+
+namespace {
+// Rows change in order: a counter that orders them (and tells which ended last) even when many
+// change within one millisecond.
+int64_t next_change(sqlite3* db, const char* table) {
+  const std::string sql = std::string("SELECT COALESCE(MAX(changed), 0) + 1 FROM ") + table;
+  sqlite3_stmt* s = nullptr;
+  int64_t v = 1;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK &&
+      sqlite3_step(s) == SQLITE_ROW) {
+    v = sqlite3_column_int64(s, 0);
+  }
+  sqlite3_finalize(s);
+  return v;
+}
+}  // namespace
+
+Status Store::put_engine(const EngineRow& r) {
+  auto& s = HOSTFIT_STMT(
+      "INSERT OR REPLACE INTO engines(id, key, state, workload, port, socket, template, record, "
+      "ended, changed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+  s.bind(1, r.id).bind(2, r.key).bind(3, r.state).bind(4, r.workload).bind(5, r.port);
+  s.bind(6, r.socket).bind(7, r.template_json).bind(8, r.record).bind(9, int64_t{r.ended});
+  s.bind(10, next_change(impl_->db, "engines"));
+  return run(impl_->db, s, "save engine '" + r.id + "'", path_);
+}
+
+Status Store::put_session(const SessionRow& r) {
+  auto& s = HOSTFIT_STMT(
+      "INSERT OR REPLACE INTO sessions(id, key, owner, subdomain, engine, state, message, record, "
+      "ended, changed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+  s.bind(1, r.id).bind(2, r.key).bind(3, r.owner).bind(4, r.subdomain).bind(5, r.engine);
+  s.bind(6, r.state).bind(7, r.message).bind(8, r.record).bind(9, int64_t{r.ended});
+  s.bind(10, next_change(impl_->db, "sessions"));
+  return run(impl_->db, s, "save session '" + r.id + "'", path_);
+}
+
+Result<std::vector<EngineRow>> Store::engines() {
+  auto& s = HOSTFIT_STMT(
+      "SELECT id, key, state, workload, port, socket, template, record, ended FROM engines "
+      "ORDER BY changed");
+  return collect_rows<EngineRow>(
+      impl_->db, s,
+      [](const Statement& row) -> EngineRow {
+        return {row.text(0), row.text(1), row.text(2), row.text(3),    row.opt(4),
+                row.text(5), row.text(6), row.text(7), row.i64(8) != 0};
+      },
+      "read engines", path_);
+}
+
+Result<std::vector<SessionRow>> Store::session_rows() {
+  auto& s = HOSTFIT_STMT(
+      "SELECT id, key, owner, subdomain, engine, state, message, record, ended FROM sessions "
+      "ORDER BY changed");
+  return collect_rows<SessionRow>(
+      impl_->db, s,
+      [](const Statement& row) -> SessionRow {
+        return {row.text(0), row.text(1), row.text(2), row.text(3),    row.text(4),
+                row.text(5), row.text(6), row.text(7), row.i64(8) != 0};
+      },
+      "read sessions", path_);
+}
+
+Status Store::prune_ended(int64_t keep) {
+  return transaction([&](Store&) -> Status {
+    auto& e = HOSTFIT_STMT(
+        "DELETE FROM engines WHERE ended = 1 AND changed NOT IN "
+        "(SELECT changed FROM engines WHERE ended = 1 ORDER BY changed DESC LIMIT ?1)");
+    e.bind(1, keep);
+    if (auto st = run(impl_->db, e, "prune engines", path_); !st) return st;
+    auto& s = HOSTFIT_STMT(
+        "DELETE FROM sessions WHERE ended = 1 AND changed NOT IN "
+        "(SELECT changed FROM sessions WHERE ended = 1 ORDER BY changed DESC LIMIT ?1)");
+    s.bind(1, keep);
+    return run(impl_->db, s, "prune sessions", path_);
+  });
 }
 
 Result<int64_t> Store::append_event(EventRow r) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <map>
+#include <thread>
 
 #include "../daemon/daemon_harness.h"
 
@@ -161,23 +163,126 @@ TEST_F(DaemonSessionsTest, BadRequestsAreRefusedWithTheirReason) {
   EXPECT_NE(r.body.find("/nonexistent/engine"), std::string::npos) << r.body;
 }
 
-TEST_F(DaemonSessionsTest, TemplatesSurviveARestartAndTheOldEnginesAreStopped) {
+// The main pid of each live engine, from its workload.
+std::map<std::string, pid_t> engine_pids(DaemonProcess& d) {
+  std::map<std::string, pid_t> out;
+  const json all = d.call("GET", "/v1/workloads").json();  // kept: the loop reads into it
+  for (const auto& w : all["workloads"]) {
+    const std::string name = w["name"];
+    if (name.starts_with("engine.") && w["pid"].is_number()) out[name.substr(7)] = w["pid"];
+  }
+  return out;
+}
+
+int count_events(DaemonProcess& d, const std::string& type) {
+  int n = 0;
+  for (const auto& e : d.events())
+    n += e["type"] == type;
+  return n;
+}
+
+TEST_F(DaemonSessionsTest, KillNineWithOpenSessionsAdoptsEnginesAndSessionsWithoutARelaunch) {
   ASSERT_EQ(d().call("POST", "/v1/engines", hog_template("pg", false)).status, 201);
-  const json s = open("pg");
-  ASSERT_EQ(s["state"], "OPEN") << s.dump();
-  const auto ps = d().call("GET", "/v1/workloads").json()["workloads"];
-  ASSERT_EQ(ps.size(), 1u);
-  const pid_t pid = ps[0]["pid"];
-  ASSERT_EQ(d().term() & 0x7f, 0);
-  EXPECT_TRUE(running(pid));
+  const auto open_for = [&](const std::string& owner) {
+    return d().call("POST", "/v1/sessions?wait=30", {{"template", "pg"}, {"owner", owner}}).json();
+  };
+  const json a1 = open_for("alice"), a2 = open_for("alice"), b1 = open_for("bob");
+  for (const auto* s : {&a1, &a2, &b1})
+    ASSERT_EQ((*s)["state"], "OPEN") << s->dump();
+  ASSERT_EQ(a1["engine"], a2["engine"]);
+  ASSERT_NE(a1["engine"], b1["engine"]);
+  const auto pids = engine_pids(d());
+  ASSERT_EQ(pids.size(), 2u);
+  const int launches = count_events(d(), "engine.launching");
+
+  d().kill9();
+  for (const auto& [id, pid] : pids)
+    ASSERT_TRUE(running(pid)) << id;
   ASSERT_TRUE(d().start()) << d().log();
-  const auto gone =
-      d().wait_for("/v1/workloads", [](const json& j) { return j["workloads"].empty(); });
-  EXPECT_TRUE(gone["workloads"].empty()) << gone.dump();
-  EXPECT_FALSE(running(pid));
+
+  EXPECT_EQ(engine_pids(d()), pids);
+  for (const auto* s : {&a1, &a2, &b1}) {
+    const json now = d().call("GET", "/v1/sessions/" + (*s)["id"].get<std::string>()).json();
+    EXPECT_EQ(now["state"], "OPEN") << now.dump();
+    EXPECT_EQ(now["engine"], (*s)["engine"]);
+    EXPECT_EQ(now["endpoint"], (*s)["endpoint"]) << now.dump();
+  }
+  const json engines = d().call("GET", "/v1/engines").json()["engines"];
+  for (const auto& e : engines) {
+    EXPECT_EQ(e["state"], "READY") << e.dump();
+    EXPECT_EQ(e["sessions"].size(), e["id"] == a1["engine"] ? 2u : 1u) << e.dump();
+  }
+  // alice's next session reuses her engine: nothing is launched, and the engine still answers.
+  const json a3 = open_for("alice");
+  EXPECT_EQ(a3["state"], "OPEN") << a3.dump();
+  EXPECT_EQ(a3["engine"], a1["engine"]);
+  EXPECT_EQ(count_events(d(), "engine.launching"), launches);
+  EXPECT_EQ(count_events(d(), "engine.adopted"), 2);
+  EXPECT_EQ(engine_pids(d()), pids);
+  // A new engine does not take an adopted one's port.
+  const json c1 = open_for("carol");
+  ASSERT_EQ(c1["state"], "OPEN") << c1.dump();
+  EXPECT_NE(c1["endpoint"]["port"], a1["endpoint"]["port"]);
+  EXPECT_NE(c1["endpoint"]["port"], b1["endpoint"]["port"]);
+  // Closing and killing work on adopted sessions and engines as on any other.
+  EXPECT_EQ(d().call("DELETE", "/v1/sessions/" + b1["id"].get<std::string>()).json()["state"],
+            "CLOSED");
+  EXPECT_EQ(d().call("DELETE", "/v1/engines?target=" + a1["engine"].get<std::string>()).status,
+            200);
+  const json killed = d().wait_for("/v1/sessions/" + a2["id"].get<std::string>(),
+                                   [](const json& j) { return j["state"] != "OPEN"; });
+  EXPECT_EQ(killed["verdict"]["verdict"], "STOPPED(killed)") << killed.dump();
+}
+
+TEST_F(DaemonSessionsTest, EnginesThatDiedWhileTheDaemonWasDownFailTheirSessionsOnAdoption) {
+  ASSERT_EQ(d().call("POST", "/v1/engines", hog_template("pg", false)).status, 201);
+  const auto open_for = [&](const std::string& owner) {
+    return d().call("POST", "/v1/sessions?wait=30", {{"template", "pg"}, {"owner", owner}}).json();
+  };
+  const json a = open_for("alice"), b = open_for("bob");
+  ASSERT_EQ(a["state"], "OPEN") << a.dump();
+  ASSERT_EQ(b["state"], "OPEN") << b.dump();
+  const auto pids = engine_pids(d());
+  ASSERT_EQ(pids.size(), 2u);
+  const pid_t alice = pids.at(a["engine"]), bob = pids.at(b["engine"]);
+
+  d().kill9();
+  // While no daemon watches: alice's engine meets the OOM killer, bob's is killed by a signal.
+  std::ofstream(trigger_) << "now\n";
+  ASSERT_EQ(::kill(bob, SIGKILL), 0);
+  for (int i = 0; i < 1000 && (running(alice) || running(bob)); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_FALSE(running(alice));
+  std::filesystem::remove(trigger_);
+  ASSERT_TRUE(d().start()) << d().log();
+
+  const json af = d().call("GET", "/v1/sessions/" + a["id"].get<std::string>()).json();
+  EXPECT_EQ(af["state"], "FAILED") << af.dump();
+  EXPECT_EQ(af["verdict"]["verdict"], "KILLED(OOM)") << af.dump();
+  EXPECT_EQ(af["verdict"]["memory_limit_bytes"], 64 << 20);
+  const json bf = d().call("GET", "/v1/sessions/" + b["id"].get<std::string>()).json();
+  EXPECT_EQ(bf["state"], "FAILED") << bf.dump();
+  EXPECT_NE(bf["verdict"]["verdict"], "KILLED(OOM)") << bf.dump();
+  EXPECT_EQ(bf["verdict"]["reason"], "UNKNOWN") << bf.dump();
+  // The dead engines are not handed out: the next open launches a fresh one.
+  const json next = open_for("alice");
+  ASSERT_EQ(next["state"], "OPEN") << next.dump();
+  EXPECT_NE(next["engine"], a["engine"]);
+  EXPECT_NE(engine_pids(d()).at(next["engine"]), alice);
+  const json gone = d().wait_for("/v1/workloads", [&](const json& j) {
+    for (const auto& w : j["workloads"])
+      if (w["name"] == "engine." + a["engine"].get<std::string>()) return false;
+    return true;
+  });
+  EXPECT_EQ(gone["workloads"].size(), 1u) << gone.dump();
+}
+
+TEST_F(DaemonSessionsTest, TemplatesSurviveARestart) {
+  ASSERT_EQ(d().call("POST", "/v1/engines", hog_template("pg", false)).status, 201);
+  ASSERT_EQ(d().term() & 0x7f, 0);
+  ASSERT_TRUE(d().start()) << d().log();
   const json again = open("pg");
   EXPECT_EQ(again["state"], "OPEN") << again.dump();
-  EXPECT_NE(again["engine"], s["engine"]);
 }
 
 // The PostgreSQL example: initdb once per key as the postgres user, psql through the endpoint,
@@ -213,6 +318,42 @@ TEST_F(DaemonSessionsTest, PostgresExampleServesSqlAndAnOomKilledBackendFailsIts
   const json next = open("pg", 60);
   ASSERT_EQ(next["state"], "OPEN") << next.dump();
   EXPECT_NE(next["engine"], s["engine"]);
+}
+
+// The same with PostgreSQL: after kill -9 of the daemon, the postmaster is adopted, alice's
+// session stays open on the same port and SQL still works through it.
+TEST_F(DaemonSessionsTest, PostgresEngineIsAdoptedAfterKillNineAndStillServesSql) {
+  for (const char* need : {"/usr/lib/postgresql/15/bin/postgres", "/usr/bin/psql"}) {
+    if (::access(need, X_OK) != 0) GTEST_SKIP() << "needs " << need << " (scripts/install-deps)";
+  }
+  if (testing::slurp("/etc/passwd").find("\npostgres:") == std::string::npos)
+    GTEST_SKIP() << "needs the postgres user (Debian's postgresql package)";
+  const json t = json::parse(testing::slurp(HOSTFIT_SOURCE_DIR "/examples/engines/postgres.json"));
+  ASSERT_EQ(d().call("POST", "/v1/engines", t).status, 201);
+  const json s = open("pg", 60);
+  ASSERT_EQ(s["state"], "OPEN") << s.dump() << d().log();
+  const auto pids = engine_pids(d());
+  const std::string sql = "psql -h 127.0.0.1 -p " +
+                          std::to_string(s["endpoint"]["port"].get<int>()) +
+                          " -U postgres -Atc 'select 6*7' 2>&1";
+  const auto run_sql = [&] {
+    std::string out;
+    FILE* p = ::popen(sql.c_str(), "r");
+    char buf[256];
+    while (p && std::fgets(buf, sizeof buf, p))
+      out += buf;
+    if (p) ::pclose(p);
+    return out;
+  };
+  ASSERT_EQ(run_sql(), "42\n");
+  d().kill9();
+  ASSERT_TRUE(d().start()) << d().log();
+  EXPECT_EQ(engine_pids(d()), pids);
+  const json now = d().call("GET", "/v1/sessions/" + s["id"].get<std::string>()).json();
+  EXPECT_EQ(now["state"], "OPEN") << now.dump();
+  EXPECT_EQ(run_sql(), "42\n");
+  const json again = open("pg", 60);
+  EXPECT_EQ(again["engine"], s["engine"]) << again.dump();
 }
 
 }  // namespace

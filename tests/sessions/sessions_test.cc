@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -363,6 +364,28 @@ TEST_F(SessionsTest, ReadinessByUnixSocketAndByStdoutLine) {
   ASSERT_TRUE(l);
   ASSERT_TRUE(run_until([&] { return state(l->id) != SessionState::kPending; }));
   EXPECT_EQ(state(l->id), SessionState::kOpen);
+}
+
+// PostgreSQL creates its socket's path before it accepts: a path that exists is not readiness,
+// a successful connect() is. Here the path is a bound socket nobody listens on.
+TEST_F(SessionsTest, ASocketPathThatExistsButDoesNotAcceptIsNotReady) {
+  make();
+  const auto path = dir_ / "engines" / "early.sock";
+  std::filesystem::create_directories(path.parent_path());
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+  add({{"readiness", {{"socket", path.string()}}}, {"launch_timeout", "400ms"}},
+      {"--delay-ms", "60000"});
+  const auto s = open();
+  ASSERT_TRUE(run_until([&] { return state(s.id) != SessionState::kPending; }));
+  ::close(fd);
+  const auto now = *sessions_->session(s.id);
+  EXPECT_EQ(now.state, SessionState::kFailed);
+  ASSERT_TRUE(now.verdict);
+  EXPECT_EQ(now.verdict->text, "KILLED(TIMEOUT)") << now.message;
 }
 
 TEST_F(SessionsTest, BadOpensAreUsageErrorsAndAnEngineThatCannotStartFailsItsSession) {

@@ -118,6 +118,62 @@ TEST_F(StoreTest, AVerdictAndTheHoldReleaseCommitTogetherOrNotAtAll) {
   EXPECT_EQ((*runs)[0].reason, "OOM");
 }
 
+// A store written by a hostfit of schema 1 (before engines and sessions were kept) gains the two
+// tables and keeps what it had.
+TEST_F(StoreTest, ASchemaOneStoreMigratesToEnginesAndSessionsKeepingItsRows) {
+  {
+    auto store = Store::open(db());
+    ASSERT_TRUE(store);
+    ASSERT_TRUE((*store)->put_workload({"etl", R"({"name":"etl"})", "api", true, 0, ""}));
+  }
+  ASSERT_EQ(std::system(("python3 -c \"import sqlite3; c = sqlite3.connect('" + db().string() +
+                         "'); c.executescript('DROP TABLE engines; DROP TABLE sessions; "
+                         "PRAGMA user_version = 1;'); c.commit()\"")
+                            .c_str()),
+            0);
+  auto store = Store::open(db());
+  ASSERT_TRUE(store) << store.error().message;
+  Store& s = **store;
+  EXPECT_EQ(s.schema_version(), 2);
+  EXPECT_EQ(s.workloads()->size(), 1u);
+  ASSERT_TRUE(s.put_engine({"pg-1", "pg/user/alice/default", "READY", "engine.pg-1", 20001, "",
+                            "{}", R"({"id":"pg-1"})", false}));
+  ASSERT_TRUE(s.put_session({"s-1", "pg/user/alice/default", "alice", "default", "pg-1", "OPEN", "",
+                             R"({"id":"s-1"})", false}));
+  auto engines = s.engines();
+  ASSERT_TRUE(engines);
+  ASSERT_EQ(engines->size(), 1u);
+  EXPECT_EQ((*engines)[0].port, 20001);
+  EXPECT_EQ((*engines)[0].workload, "engine.pg-1");
+  auto sessions = s.session_rows();
+  ASSERT_TRUE(sessions);
+  ASSERT_EQ(sessions->size(), 1u);
+  EXPECT_EQ((*sessions)[0].engine, "pg-1");
+}
+
+// Rows come back in the order they last changed; pruning keeps the newest ended ones and every
+// live one.
+TEST_F(StoreTest, EndedSessionsArePrunedOldestFirstAndLiveOnesStay) {
+  auto store = Store::open(db());
+  ASSERT_TRUE(store);
+  Store& s = **store;
+  ASSERT_TRUE(
+      s.put_session({"live", "k/user/a/default", "a", "default", "e", "OPEN", "", "{}", false}));
+  for (const char* id : {"old", "mid", "new"})
+    ASSERT_TRUE(
+        s.put_session({id, "k/user/a/default", "a", "default", "e", "FAILED", "oom", "{}", true}));
+  // "live" changes last: it comes back last.
+  ASSERT_TRUE(
+      s.put_session({"live", "k/user/a/default", "a", "default", "e", "OPEN", "", "{}", false}));
+  ASSERT_TRUE(s.prune_ended(2));
+  auto rows = s.session_rows();
+  ASSERT_TRUE(rows);
+  std::vector<std::string> ids;
+  for (const auto& r : *rows)
+    ids.push_back(r.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"mid", "new", "live"}));
+}
+
 TEST_F(StoreTest, ASecondHoldOfOneOwnerIsRefused) {
   auto store = Store::open(db());
   ASSERT_TRUE(store);
