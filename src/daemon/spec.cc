@@ -356,6 +356,12 @@ Result<AttachmentRow> parse_attachment_body(const json& body) {
         return fail(ErrorKind::kUsage, "bad \"cache_limit\": below the minimum of " +
                                            format_bytes(kMinCacheLimitBytes));
       }
+      // The store keeps it as a signed 64-bit number: "9Ei" would come back negative.
+      if (*bytes > static_cast<uint64_t>(INT64_MAX)) {
+        return fail(ErrorKind::kUsage, "bad \"cache_limit\": " + format_bytes(*bytes) +
+                                           " is above the maximum of " +
+                                           format_bytes(static_cast<uint64_t>(INT64_MAX)));
+      }
       row.cache_limit_bytes = static_cast<int64_t>(*bytes);
     } else {
       return fail(ErrorKind::kUsage,
