@@ -167,24 +167,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (core_->closed) return shut();
     auto& msg = parser_->get();
     keep_alive_ = msg.keep_alive();
-    Request r;
-    r.method = std::string(msg.method_string());
-    r.target = std::string(msg.target());
-    const std::size_t q = r.target.find('?');
-    auto path = percent_decode(std::string_view(r.target).substr(0, q));
-    auto query =
-        parse_query(q == std::string::npos ? "" : std::string_view(r.target).substr(q + 1));
-    if (!path || !query || path->empty() || path->front() != '/') {
-      return refuse(400, "bad request target '" + r.target + "'");
-    }
-    r.path = std::move(*path);
-    r.query = std::move(*query);
-    for (const auto& field : msg) {
-      std::string& value = r.headers[lower(view(field.name_string()))];
-      if (!value.empty()) value += lower(view(field.name_string())) == "cookie" ? "; " : ", ";
-      value += std::string(field.value());
-    }
-    r.body = std::move(msg.body());
+    auto request = request_of(msg);
+    if (!request) return refuse(400, "bad request target '" + std::string(msg.target()) + "'");
+    Request& r = *request;
     r.over_tcp = over_tcp_;
     if (over_tcp_ && !authorized(r)) return;
     dispatch(std::move(r));

@@ -24,6 +24,13 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
 }  // namespace
 
 std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space) {
@@ -79,6 +86,28 @@ std::optional<std::string> bearer_token(std::string_view header) {
   if (space == std::string_view::npos || !iequals(header.substr(0, space), "bearer"))
     return std::nullopt;
   return std::string(trim(header.substr(space + 1)));
+}
+
+std::optional<Request> request_of(
+    boost::beast::http::request<boost::beast::http::string_body>& msg) {
+  Request r;
+  r.method = std::string(msg.method_string());
+  r.target = std::string(msg.target());
+  const std::size_t q = r.target.find('?');
+  auto path = percent_decode(std::string_view(r.target).substr(0, q));
+  auto query = parse_query(q == std::string::npos ? "" : std::string_view(r.target).substr(q + 1));
+  if (!path || !query || path->empty() || path->front() != '/') return std::nullopt;
+  r.path = std::move(*path);
+  r.query = std::move(*query);
+  for (const auto& field : msg) {
+    const auto raw_name = field.name_string();
+    const std::string name = lower({raw_name.data(), raw_name.size()});
+    std::string& value = r.headers[name];
+    if (!value.empty()) value += name == "cookie" ? "; " : ", ";
+    value.append(field.value().data(), field.value().size());
+  }
+  r.body = std::move(msg.body());
+  return r;
 }
 
 bool equal_constant_time(std::string_view a, std::string_view b) {

@@ -1,10 +1,14 @@
 // Small pieces of HTTP text handling shared by the server, the router and the client.
 #pragma once
 
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "hostfit/api.h"
 
 namespace hostfit::api {
 
@@ -18,5 +22,10 @@ std::optional<std::string> cookie_value(std::string_view header, std::string_vie
 std::optional<std::string> bearer_token(std::string_view header);
 // Equal contents, in a time that depends only on the lengths, not on where they differ.
 bool equal_constant_time(std::string_view a, std::string_view b);
+// A parsed HTTP message as the router sees it: the target split into the percent-decoded path
+// and the query, header names lower-case (repeated headers joined), the body moved out.
+// nullopt when the target is not an absolute path with good escapes.
+std::optional<Request> request_of(
+    boost::beast::http::request<boost::beast::http::string_body>& msg);
 
 }  // namespace hostfit::api

@@ -116,6 +116,16 @@ struct SessionWait {
   void finish();
 };
 
+// spec.cc: the bodies of POST /v1/placements, /v1/attachments and /v1/sessions, checked in full
+// before a handler touches any state (tests/fuzz/api_request drives them without a daemon).
+struct PlacementBody {
+  PlacementRequest request;
+  std::string owner;
+};
+Result<PlacementBody> parse_placement_body(const nlohmann::json& body);
+Result<AttachmentRow> parse_attachment_body(const nlohmann::json& body);
+Result<sessions::OpenRequest> parse_session_body(const nlohmann::json& body);
+
 class DaemonEngineHost;
 
 struct Daemon::Impl {

@@ -540,21 +540,9 @@ void Daemon::Impl::add_session_routes(api::Router& router) {
         if (!wait) return;
         auto body = api::parse_object(req);
         if (!body) return reply(api::error(400, body.error().message));
-        sessions::OpenRequest open;
-        for (auto it = body->begin(); it != body->end(); ++it) {
-          const std::string& key = it.key();
-          if ((key != "template" && key != "owner" && key != "subdomain") ||
-              !it.value().is_string()) {
-            return reply(api::error(
-                400, "bad session key \"" + escape_bytes(key) +
-                         "\": give \"template\", \"owner\" and optionally \"subdomain\", "
-                         "as strings"));
-          }
-          (key == "template" ? open.template_name
-           : key == "owner"  ? open.owner
-                             : open.subdomain) = it.value().get<std::string>();
-        }
-        auto s = sessions->open(open);
+        auto open = parse_session_body(*body);
+        if (!open) return reply(api::error(400, open.error().message));
+        auto s = sessions->open(*open);
         if (!s) return reply(error_of(s.error()));
         auto answer = session_answer(s->id, true);
         if (s->state != sessions::SessionState::kPending || *wait == 0) return reply(answer());

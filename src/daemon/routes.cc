@@ -346,43 +346,10 @@ void Daemon::Impl::add_routes(api::Router& router) {
   router.add("POST", "/v1/placements", [this](const api::Request& req, api::Reply reply) {
     auto body = api::parse_object(req);
     if (!body) return reply(api::error(400, body.error().message));
-    PlacementRequest request;
-    std::string owner;
-    for (const auto& [k, v] : body->items()) {
-      const auto positive = [&](int& out) {
-        if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 65536) {
-          return false;
-        }
-        out = static_cast<int>(v.get<int64_t>());
-        return true;
-      };
-      Status st;
-      if (k == "owner" && v.is_string() && !v.get<std::string>().empty()) {
-        owner = v.get<std::string>();
-      } else if (k == "cpus" && positive(request.cpus)) {
-      } else if (k == "cores" && positive(request.cores)) {
-      } else if (k == "policy" && v.is_string()) {
-        auto p = parse_policy(v.get<std::string>(), &request.nodes);
-        if (!p) return reply(api::error(400, "bad \"policy\": " + p.error().message));
-        request.policy = *p;
-      } else if (k == "smt" && v.is_string()) {
-        auto p = parse_smt(v.get<std::string>());
-        if (!p) return reply(api::error(400, "bad \"smt\": " + p.error().message));
-        request.smt = *p;
-      } else if (k == "mems" && v.is_string()) {
-        auto p = parse_mems(v.get<std::string>(), &request.mems_list);
-        if (!p) return reply(api::error(400, "bad \"mems\": " + p.error().message));
-        request.mems = *p;
-      } else {
-        return reply(api::error(400, "bad or unknown key \"" + escape_bytes(k) +
-                                         "\" (known: owner, a string; cpus or cores, 1 or more; "
-                                         "policy, smt, mems, strings as for hostfit place)"));
-      }
-    }
-    if (owner.empty()) return reply(api::error(400, "missing \"owner\""));
-    if ((request.cpus > 0) == (request.cores > 0)) {
-      return reply(api::error(400, "give exactly one of \"cpus\" and \"cores\""));
-    }
+    auto parsed = parse_placement_body(*body);
+    if (!parsed) return reply(api::error(400, parsed.error().message));
+    const PlacementRequest& request = parsed->request;
+    const std::string& owner = parsed->owner;
     if (workloads.contains(owner)) {
       return reply(
           api::error(409, "'" + owner + "' is a workload: its CPUs are placed when it starts"));
@@ -433,37 +400,12 @@ void Daemon::Impl::add_routes(api::Router& router) {
   router.add("POST", "/v1/attachments", [this](const api::Request& req, api::Reply reply) {
     auto body = api::parse_object(req);
     if (!body) return reply(api::error(400, body.error().message));
-    AttachmentRow row;
-    for (const auto& [k, v] : body->items()) {
-      if (k == "name" && v.is_string()) {
-        row.name = v.get<std::string>();
-      } else if (k == "cgroup" && v.is_string()) {
-        row.cgroup = v.get<std::string>();
-      } else if (k == "cache_limit" &&
-                 (v.is_string() || (v.is_number_integer() && v.get<int64_t>() >= 0))) {
-        auto bytes =
-            v.is_string() ? parse_bytes(v.get<std::string>()) : Result<uint64_t>(v.get<uint64_t>());
-        if (!bytes) return reply(api::error(400, "bad \"cache_limit\": " + bytes.error().message));
-        if (*bytes < kMinCacheLimitBytes) {
-          return reply(api::error(400, "bad \"cache_limit\": below the minimum of " +
-                                           format_bytes(kMinCacheLimitBytes)));
-        }
-        row.cache_limit_bytes = static_cast<int64_t>(*bytes);
-      } else {
-        return reply(
-            api::error(400, "bad or unknown key \"" + escape_bytes(k) +
-                                "\" (known: name and cgroup, strings; cache_limit, a size)"));
-      }
+    auto row = parse_attachment_body(*body);
+    if (!row) return reply(api::error(400, row.error().message));
+    if (attachments.contains(row->name)) {
+      return reply(api::error(409, "attachment '" + row->name + "' exists"));
     }
-    if (row.cgroup.empty()) return reply(api::error(400, "missing \"cgroup\""));
-    if (row.name.empty()) row.name = row.cgroup.substr(row.cgroup.rfind('/') + 1);
-    if (auto st = validate_cgroup_name(row.name); !st) {
-      return reply(api::error(400, "bad \"name\": " + st.error().message));
-    }
-    if (attachments.contains(row.name)) {
-      return reply(api::error(409, "attachment '" + row.name + "' exists"));
-    }
-    auto a = attach(row, true);
+    auto a = attach(*row, true);
     if (!a) return reply(error_of(a.error()));
     reply(api::json(201, attachment_json(**a)));
   });

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "daemon_impl.h"
 #include "hostfit/cgroup.h"
 #include "hostfit/daemon.h"
 
@@ -300,6 +301,95 @@ ConfigLoad load_config_dir(const std::filesystem::path& dir) {
     out.workloads.emplace_back(file.string(), std::move(*spec));
   }
   return out;
+}
+
+Result<PlacementBody> parse_placement_body(const json& body) {
+  PlacementBody out;
+  PlacementRequest& request = out.request;
+  for (const auto& [k, v] : body.items()) {
+    const auto positive = [&](int& n) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 65536) return false;
+      n = static_cast<int>(v.get<int64_t>());
+      return true;
+    };
+    if (k == "owner" && v.is_string() && !v.get<std::string>().empty()) {
+      out.owner = v.get<std::string>();
+    } else if (k == "cpus" && positive(request.cpus)) {
+    } else if (k == "cores" && positive(request.cores)) {
+    } else if (k == "policy" && v.is_string()) {
+      auto p = parse_policy(v.get<std::string>(), &request.nodes);
+      if (!p) return fail(ErrorKind::kUsage, "bad \"policy\": " + p.error().message);
+      request.policy = *p;
+    } else if (k == "smt" && v.is_string()) {
+      auto p = parse_smt(v.get<std::string>());
+      if (!p) return fail(ErrorKind::kUsage, "bad \"smt\": " + p.error().message);
+      request.smt = *p;
+    } else if (k == "mems" && v.is_string()) {
+      auto p = parse_mems(v.get<std::string>(), &request.mems_list);
+      if (!p) return fail(ErrorKind::kUsage, "bad \"mems\": " + p.error().message);
+      request.mems = *p;
+    } else {
+      return fail(ErrorKind::kUsage, "bad or unknown key \"" + escape_bytes(k) +
+                                         "\" (known: owner, a string; cpus or cores, 1 or more; "
+                                         "policy, smt, mems, strings as for hostfit place)");
+    }
+  }
+  if (out.owner.empty()) return fail(ErrorKind::kUsage, "missing \"owner\"");
+  if ((request.cpus > 0) == (request.cores > 0))
+    return fail(ErrorKind::kUsage, "give exactly one of \"cpus\" and \"cores\"");
+  return out;
+}
+
+Result<AttachmentRow> parse_attachment_body(const json& body) {
+  AttachmentRow row;
+  for (const auto& [k, v] : body.items()) {
+    if (k == "name" && v.is_string()) {
+      row.name = v.get<std::string>();
+    } else if (k == "cgroup" && v.is_string()) {
+      row.cgroup = v.get<std::string>();
+    } else if (k == "cache_limit" &&
+               (v.is_string() || (v.is_number_integer() && v.get<int64_t>() >= 0))) {
+      auto bytes =
+          v.is_string() ? parse_bytes(v.get<std::string>()) : Result<uint64_t>(v.get<uint64_t>());
+      if (!bytes) return fail(ErrorKind::kUsage, "bad \"cache_limit\": " + bytes.error().message);
+      if (*bytes < kMinCacheLimitBytes) {
+        return fail(ErrorKind::kUsage, "bad \"cache_limit\": below the minimum of " +
+                                           format_bytes(kMinCacheLimitBytes));
+      }
+      // The store keeps it as a signed 64-bit number: "9Ei" would come back negative.
+      if (*bytes > static_cast<uint64_t>(INT64_MAX)) {
+        return fail(ErrorKind::kUsage, "bad \"cache_limit\": " + format_bytes(*bytes) +
+                                           " is above the maximum of " +
+                                           format_bytes(static_cast<uint64_t>(INT64_MAX)));
+      }
+      row.cache_limit_bytes = static_cast<int64_t>(*bytes);
+    } else {
+      return fail(ErrorKind::kUsage,
+                  "bad or unknown key \"" + escape_bytes(k) +
+                      "\" (known: name and cgroup, strings; cache_limit, a size)");
+    }
+  }
+  if (row.cgroup.empty()) return fail(ErrorKind::kUsage, "missing \"cgroup\"");
+  if (row.name.empty()) row.name = row.cgroup.substr(row.cgroup.rfind('/') + 1);
+  if (auto st = validate_cgroup_name(row.name); !st)
+    return fail(ErrorKind::kUsage, "bad \"name\": " + st.error().message);
+  return row;
+}
+
+Result<sessions::OpenRequest> parse_session_body(const json& body) {
+  sessions::OpenRequest open;
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    const std::string& key = it.key();
+    if ((key != "template" && key != "owner" && key != "subdomain") || !it.value().is_string()) {
+      return fail(ErrorKind::kUsage,
+                  "bad session key \"" + escape_bytes(key) +
+                      "\": give \"template\", \"owner\" and optionally \"subdomain\", as strings");
+    }
+    (key == "template" ? open.template_name
+     : key == "owner"  ? open.owner
+                       : open.subdomain) = it.value().get<std::string>();
+  }
+  return open;
 }
 
 }  // namespace hostfit

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "../../src/daemon/daemon_impl.h"
 #include "hostfit/daemon.h"
 
 namespace hostfit {
@@ -77,6 +78,39 @@ TEST(WorkloadSpec, ConfigDirReportsTheBadFileWithItsLineAndLoadsTheRest) {
   EXPECT_NE(load.errors[0].file.find("b.json"), std::string::npos);
   EXPECT_EQ(load.errors[0].line, 4);
   EXPECT_NE(load.errors[1].message.find("already defined"), std::string::npos);
+}
+
+// The bodies of POST /v1/attachments, /v1/placements and /v1/sessions (found by the api_request
+// fuzz harness: a cache_limit above INT64_MAX was stored, and shown, as a negative number).
+TEST(RequestBodies, AttachmentCacheLimitFitsTheStore) {
+  auto row =
+      parse_attachment_body(json{{"cgroup", "/system.slice/x.service"}, {"cache_limit", "64Mi"}});
+  ASSERT_TRUE(row) << row.error().message;
+  EXPECT_EQ(row->name, "x.service");
+  EXPECT_EQ(row->cache_limit_bytes, int64_t{64} << 20);
+  auto huge = parse_attachment_body(json{{"cgroup", "/x"}, {"cache_limit", "9Ei"}});
+  ASSERT_FALSE(huge);
+  EXPECT_NE(huge.error().message.find("above the maximum"), std::string::npos)
+      << huge.error().message;
+  auto biggest = parse_attachment_body(json{{"cgroup", "/x"}, {"cache_limit", INT64_MAX}});
+  ASSERT_TRUE(biggest) << biggest.error().message;
+  EXPECT_EQ(biggest->cache_limit_bytes, INT64_MAX);
+}
+
+TEST(RequestBodies, PlacementAndSessionBodiesNameWhatIsWrong) {
+  auto ok = parse_placement_body(json{{"owner", "batch"}, {"cpus", 1}, {"policy", "spread"}});
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->owner, "batch");
+  EXPECT_EQ(ok->request.cpus, 1);
+  auto both = parse_placement_body(json{{"owner", "b"}, {"cpus", 1}, {"cores", 1}});
+  ASSERT_FALSE(both);
+  EXPECT_NE(both.error().message.find("exactly one"), std::string::npos);
+  auto session = parse_session_body(json{{"template", "pg"}, {"owner", "alice"}});
+  ASSERT_TRUE(session);
+  EXPECT_EQ(session->subdomain, "default");
+  auto bad = parse_session_body(json{{"template", 1}});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("\"template\""), std::string::npos);
 }
 
 }  // namespace
