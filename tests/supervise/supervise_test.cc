@@ -225,7 +225,13 @@ TEST_F(SuperviseTest, SigkillAfterAChildsOomWithoutTheKernelLogIsNotCalledOom) {
     EXPECT_NE(r->reason, KillReason::kOom);
     EXPECT_GE(r->oom_kills, 1u);
     // The shell dies within milliseconds of the child: its kill is the one left unattributed.
-    EXPECT_TRUE(r->oom_victim_unknown) << r->oom_evidence;
+    // Under load the shell may outlive the victim grace period; then the kill is reported as an
+    // unnamed event of another process. Either way the victim is never guessed.
+    if (!r->oom_victim_unknown) {
+      ASSERT_EQ(r->events.size(), 1u) << r->oom_evidence;
+      EXPECT_EQ(r->events[0].pid, 0) << r->oom_evidence;
+      continue;
+    }
     EXPECT_NE(r->oom_evidence.find("the victim is unknown"), std::string::npos) << r->oom_evidence;
   }
 }
@@ -236,10 +242,11 @@ TEST_F(SuperviseTest, SigkillAfterAChildsOomWithTheKernelLogNamesTheChild) {
   const RunRecord r =
       run(group(32 << 20), {"sh", "-c", "python3 -c 'bytearray(256 << 20)'; kill -9 $$"});
   EXPECT_EQ(r.state_text(), "KILLED(SIGNAL 9)") << r.oom_evidence;
-  if (r.events.empty()) {
+  if (r.events.empty() || r.events[0].pid == 0) {
     // The kernel rate-limits its "oom-kill:" summaries (10 per 5 s): after other tests' kills the
-    // child may go unnamed. Then the truth is "unknown", never OOM.
-    EXPECT_TRUE(r.oom_victim_unknown) << r.oom_evidence;
+    // child may go unnamed. Then the truth is "unknown" (or an unnamed event when the shell
+    // outlived the victim grace period under load), never OOM.
+    EXPECT_TRUE(r.oom_victim_unknown || r.events.size() == 1) << r.oom_evidence;
     return;
   }
   EXPECT_FALSE(r.oom_victim_unknown) << r.oom_evidence;
