@@ -26,15 +26,16 @@ struct Seen {
   std::string body;
 };
 
-const json kWorkload = {
-    {"name", "etl"},
-    {"state", "running"},
-    {"pid", 4242},
-    {"restarts", 1},
-    {"memory", {{"usage_bytes", 3 << 20}}},
-    {"placement", {{"cpus", "0-1"}, {"mems", "0"}}},
-    {"run", {{"verdict", "running"}, {"reason", nullptr}}},
-    {"spec", {{"name", "etl"}, {"argv", {"sleep", "60"}}, {"memory", 64 << 20}}}};
+const json kWorkload = {{"name", "etl"},
+                        {"state", "running"},
+                        {"pid", 4242},
+                        {"restarts", 1},
+                        {"memory", {{"usage_bytes", 3 << 20}}},
+                        {"placement", {{"cpus", "0-1"}, {"mems", "0"}}},
+                        {"verdict", nullptr},
+                        {"memory_limit_bytes", 64 << 20},
+                        {"cpu", {{"quota_cpus", nullptr}, {"usage_usec", 1200}}},
+                        {"cpuset", nullptr}};
 
 class ClientCommandTest : public testing::Test {
  protected:

@@ -102,8 +102,8 @@
   }
   // The run's one-line verdict once it says more than the state ("KILLED(OOM): ...").
   function workloadVerdict(w) {
-    const v = String(pick(w, 'run.verdict', 'verdict') ?? '');
-    return v === pick(w, 'run.state') || v === pick(w, 'state') ? '' : v;
+    const v = String(pick(w, 'verdict.text', 'run.verdict') ?? '');
+    return v === pick(w, 'verdict.state', 'run.state') || v === pick(w, 'state') ? '' : v;
   }
   function workloadCpus(w) {
     return cpuList(pick(w, 'placement.cpus', 'cpuset', 'cpus_list', 'cpuset_cpus'));
@@ -280,7 +280,7 @@
     return {
       anon, shmem, kernel, usage,
       cache: Math.max(0, file - shmem),  // file counts shmem; the bar shows them apart
-      limit: pick(w, 'spec.memory_max_bytes', 'run.memory_limit_bytes') ?? pick(m, 'limit_bytes'),
+      limit: pick(w, 'memory_limit_bytes', 'spec.memory_max_bytes', 'run.memory_limit_bytes') ?? pick(m, 'limit_bytes'),
       cacheBudget: pick(w, 'spec.cache_limit_bytes') ?? pick(m, 'cache_limit_bytes'),
     };
   }
@@ -370,21 +370,21 @@
     const rows = [...model.workloads].sort((a, b) => workloadName(a).localeCompare(workloadName(b))).map((w) => {
       const name = workloadName(w), state = workloadState(w), mark = marks.get(name);
       const mem = memoryOf(w);
-      const quota = pick(w, 'spec.cpus', 'cpus');
+      const quota = pick(w, 'cpu.quota_cpus', 'spec.cpus', 'cpus');
       const samples = model.samples.get(name) ?? [];
       const use = samples.length ? samples[samples.length - 1].cpu : null;
       const cpus = workloadCpus(w);
       const row = el('tr', {tabindex: '0', 'data-workload': name, 'data-state': state,
-                            'data-run-state': pick(w, 'run.state'),
+                            'data-run-state': pick(w, 'verdict.state', 'run.state'),
                             'aria-pressed': model.highlight === name ? 'true' : 'false'},
         cell('th', {scope: 'row', 'data-label': 'Workload'},
            el('span', {class: 'badge', style: '--c:' + mark.color}, el('span', null, mark.label)), name),
         cell('td', {'data-label': 'State'}, el('span', {class: 'state', 'data-state': state,
-                                                      'data-run-state': pick(w, 'run.state')},
+                                                      'data-run-state': pick(w, 'verdict.state', 'run.state')},
            String(pick(w, 'state') ?? state) +
-           (pick(w, 'run.state') && pick(w, 'run.state') !== state ? ' (' + pick(w, 'run.state') + ')' : ''))),
+           (pick(w, 'verdict.state', 'run.state') && pick(w, 'verdict.state', 'run.state') !== state ? ' (' + pick(w, 'verdict.state', 'run.state') + ')' : ''))),
         cell('td', {'data-label': 'Verdict', class: 'verdict'}, String(workloadVerdict(w) || '—'),
-           workloadVerdict(w) && pick(w, 'run.message') ? el('div', {class: 'why'}, String(pick(w, 'run.message'))) : null),
+           workloadVerdict(w) && pick(w, 'verdict.message', 'run.message') ? el('div', {class: 'why'}, String(pick(w, 'verdict.message', 'run.message'))) : null),
         cell('td', {'data-label': 'Restarts', class: 'num'}, String(pick(w, 'restarts', 'restart_count') ?? 0)),
         cell('td', {'data-label': 'CPU', class: 'num'},
            (quota != null ? Number(quota).toFixed(2) + ' quota' : 'no quota') + ' / ' +
