@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <pwd.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/utsname.h>
@@ -553,7 +554,8 @@ TEST_F(DaemonTest, WorkloadListIsCompactAndFollowsStateAndCpuUsage) {
                {"cpus", 0.2}};
   ASSERT_EQ(d().call("POST", "/v1/workloads", busy).status, 201);
   const auto entry = [&](const std::string& name) {
-    for (const auto& w : d().call("GET", "/v1/workloads").json()["workloads"]) {
+    const json list = d().call("GET", "/v1/workloads").json();
+    for (const auto& w : list["workloads"]) {
       if (w["name"] == name) return w;
     }
     return json();
@@ -714,11 +716,20 @@ TEST_F(DaemonTest, AnAdoptedWorkloadThatExitsGetsItsExitCodeWhereTheKernelKeepsI
   json w = {{"name", "batch"},
             {"argv", {"sh", "-c", "while [ ! -e " + trigger + " ]; do sleep 0.02; done; exit 3"}},
             {"memory", "64Mi"}};
-  ASSERT_EQ(d().call("POST", "/v1/workloads", w).status, 201);
+  // This process stands in for the init that reaps orphans (the kernel keeps the status for the
+  // pidfd once the process is reaped): the workload, orphaned by the kill -9, becomes our child.
+  ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  auto created = d().call("POST", "/v1/workloads", w);
+  ASSERT_EQ(created.status, 201);
+  const pid_t pid = created.json()["pid"].get<pid_t>();
   d().kill9();
   ASSERT_TRUE(d().start()) << d().log();
   ASSERT_EQ(d().call("GET", "/v1/workloads/batch").json()["state"], "RUNNING");
   std::ofstream(trigger) << "go";
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid) << std::strerror(errno);
+  (void)::prctl(PR_SET_CHILD_SUBREAPER, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << status;
   const json done =
       d().wait_for("/v1/workloads/batch", [](const json& j) { return j["state"] == "STOPPED"; });
   utsname u{};
