@@ -169,7 +169,8 @@ TEST_F(ClientCommandTest, CreateWithABadFlagSendsNothingAndExits2) {
       {"create", "etl", "--cpus", "two", "--", "true"},
       {"create", "etl", "--restart", "sometimes", "--", "true"},
       {"create", "etl", "--env", "=x", "--", "true"},
-      {"create", "etl", "--memory-high", "4Mi", "--", "true"},
+      {"create", "etl", "--plugins", "2", "--", "true"},  // plugins without a runtime
+      {"create", "etl", "--runtime", "jvm", "--", "true"},
       {"create", "etl"},
   };
   for (const auto& args : bad) {
@@ -203,7 +204,7 @@ TEST_F(ClientCommandTest, NamesArePathSegmentsAndRmForceAsksToStopFirst) {
          {{"name", "a b"},
           {"state", "stopped"},
           {"pid", nullptr},
-          {"run", {{"verdict", "signaled"}, {"reason", "stopped"}}}});
+          {"verdict", {{"text", "signaled"}, {"reason", "stopped"}}}});
   answer("DELETE", "/v1/workloads/{name}", 200, {{"deleted", "etl"}});
   serve();
   auto r = hostfit({"stop", "a b"});
