@@ -126,6 +126,9 @@ class CgroupDriver {
 
   virtual Result<std::vector<pid_t>> processes(const Cgroup& group) const = 0;
   virtual Result<CgroupUsage> usage(const Cgroup& group) const = 0;
+  // The group's cumulative CPU time in microseconds alone (one small file, for samplers);
+  // nullopt when the kernel offers no counter for it.
+  virtual std::optional<uint64_t> cpu_usage_us(const Cgroup& group) const = 0;
   virtual Result<OomCounters> oom_counters(const Cgroup& group) const = 0;
   virtual Result<std::unique_ptr<OomWatch>> watch_oom(const Cgroup& group) const = 0;
 

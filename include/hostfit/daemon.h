@@ -56,8 +56,11 @@ struct WorkloadSpec {
   std::optional<PlacementPolicy> placement;  // or ceil(cpus) CPUs placed through the ledger
   std::vector<int> placement_nodes;          // "nodes:1,3"
   std::optional<uint64_t> memory_max_bytes;
+  std::optional<uint64_t> memory_high_bytes;  // memory.high (cgroup v2 only)
   std::optional<uint64_t> pids_max;
   std::optional<uint64_t> cache_limit_bytes;  // page-cache budget (the cache controller)
+  std::string runtime;   // sandbox runtime sizing {workers}/{instances} (find_runtime); "" = none
+  uint64_t plugins = 0;  // its instances per worker; 0 = one per worker with a runtime
   RestartPolicy restart = RestartPolicy::kNever;
   int restart_limit = 5;                            // restarts in a row before giving up
   std::chrono::milliseconds restart_backoff{1000};  // first delay; doubles, at most 60 s

@@ -96,6 +96,11 @@ struct WorkloadShape {
   uint64_t map_headroom = kDefaultMapHeadroom;
 };
 
+// `plugins` sandbox instances per worker of `runtime` (0: one per worker when `runtime` is a
+// sandbox; a plain worker plan for "none"), as `hostfit run --runtime R --plugins N` and the
+// daemon's "runtime"/"plugins" size {workers} and {instances}. kUsage: plugins without a sandbox.
+Result<WorkloadShape> sandbox_shape(const RuntimeProfile& runtime, uint64_t plugins);
+
 // ---------------------------------------------------------------------------------------------
 // The plan
 

@@ -586,20 +586,26 @@ Result<CgroupUsage> HierarchyDriver::usage(const Cgroup& group) const {
     if (auto stat = root_.read(join_path(d->dir, cgfile::kMemoryStat)))
       u.memory_stat = parse_keyed_numbers(*stat);
   }
-  const auto unified =
-      std::find_if(group.dirs.begin(), group.dirs.end(), [](const CgroupDir& d) { return d.v2; });
-  if (const CgroupDir* d = group.dir_of("cpuacct"); d && !d->v2) {
-    if (auto ns = read_u64(root_, d->dir, cgfile::kV1CpuacctUsage)) u.cpu_usage_us = *ns / 1000;
-  } else if (unified != group.dirs.end()) {
-    // v2 keeps CPU usage in cpu.stat of every group, with or without the cpu controller.
-    if (auto stat = root_.read(join_path(unified->dir, cgfile::kV2CpuStat))) {
-      const auto keys = parse_keyed_numbers(*stat);
-      if (auto it = keys.find(cgfile::kCpuUsageUsec); it != keys.end()) u.cpu_usage_us = it->second;
-    }
-  }
+  u.cpu_usage_us = cpu_usage_us(group);
   if (const CgroupDir* d = group.dir_of("pids"))
     u.pids = read_u64(root_, d->dir, cgfile::kPidsCurrent);
   return u;
+}
+
+std::optional<uint64_t> HierarchyDriver::cpu_usage_us(const Cgroup& group) const {
+  if (const CgroupDir* d = group.dir_of("cpuacct"); d && !d->v2) {
+    if (auto ns = read_u64(root_, d->dir, cgfile::kV1CpuacctUsage)) return *ns / 1000;
+    return std::nullopt;
+  }
+  const auto unified =
+      std::find_if(group.dirs.begin(), group.dirs.end(), [](const CgroupDir& d) { return d.v2; });
+  if (unified == group.dirs.end()) return std::nullopt;
+  // v2 keeps CPU usage in cpu.stat of every group, with or without the cpu controller.
+  auto stat = root_.read(join_path(unified->dir, cgfile::kV2CpuStat));
+  if (!stat) return std::nullopt;
+  const auto keys = parse_keyed_numbers(*stat);
+  if (auto it = keys.find(cgfile::kCpuUsageUsec); it != keys.end()) return it->second;
+  return std::nullopt;
 }
 
 Result<OomCounters> HierarchyDriver::oom_counters(const Cgroup& group) const {

@@ -62,6 +62,7 @@ class HierarchyDriver : public CgroupDriver {
   std::vector<std::string> procs_files(const Cgroup& group) const override;
   Result<std::vector<pid_t>> processes(const Cgroup& group) const override;
   Result<CgroupUsage> usage(const Cgroup& group) const override;
+  std::optional<uint64_t> cpu_usage_us(const Cgroup& group) const override;
   Result<OomCounters> oom_counters(const Cgroup& group) const override;
   Status remove(const Cgroup& group) override;
   void settle(const Cgroup& group) override;

@@ -86,8 +86,8 @@ struct WorkloadFlags {
 // Which of them a verb takes: the daemon's workload shape has no memory.high and no sandbox
 // runtime yet (docs/api.md), so `create` leaves out --memory-high, --runtime, --profile, --plugins.
 enum class WorkloadFlagSet { kForeground, kDaemon };
-// Adds --cpus --cpuset --placement --memory --pids --stop-timeout --cache-limit, and for
-// kForeground --memory-high --runtime --profile --plugins.
+// Adds --cpus --cpuset --placement --memory --memory-high --pids --stop-timeout --cache-limit
+// --runtime --plugins, and for kForeground --ignore-foreign --profile.
 void add_workload_flags(CLI::App& cmd, WorkloadFlags& flags, WorkloadFlagSet set);
 // The flags checked and parsed (argv from command; name, env and cgroup parent left empty).
 // kUsage errors name the flag, the value and what is accepted.

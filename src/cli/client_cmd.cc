@@ -25,7 +25,7 @@ std::string bytes_cell(const json& j) {
 std::string state_line(const json& w) {
   std::string line = json_cell(json_at(w, "state"));
   if (json_at(w, "pid").is_number()) return line + " (pid " + json_cell(json_at(w, "pid")) + ")";
-  const json& verdict = json_at(json_at(w, "run"), "verdict");
+  const json& verdict = json_at(json_at(w, "verdict"), "text");
   if (verdict.is_string() && verdict != json_at(w, "state")) line += ": " + json_cell(verdict);
   return line;
 }
@@ -33,16 +33,17 @@ std::string state_line(const json& w) {
 std::string cpus_cell(const json& w) {
   const json& placed = json_at(json_at(w, "placement"), "cpus");
   if (placed.is_string()) return placed.get<std::string>();
-  const json& spec = json_at(w, "spec");
-  if (json_at(spec, "cpuset").is_string()) return json_at(spec, "cpuset").get<std::string>();
-  if (json_at(spec, "cpus").is_number()) return json_cell(json_at(spec, "cpus"));
+  if (json_at(w, "cpuset").is_string()) return json_at(w, "cpuset").get<std::string>();
+  const json& quota = json_at(json_at(w, "cpu"), "quota_cpus");
+  if (quota.is_number()) return json_cell(quota);
   return "-";
 }
 
+// The last run's verdict once it ended; "-" before the first ends and while one runs.
 std::string verdict_cell(const json& w) {
-  const json& run = json_at(w, "run");
-  if (run.is_null()) return "-";
-  return json_cell(json_at(run, "verdict"));
+  const json& verdict = json_at(w, "verdict");
+  if (verdict.is_null()) return "-";
+  return json_cell(json_at(verdict, "text"));
 }
 
 int run_ps(const ClientFlags& f) {
@@ -60,7 +61,7 @@ int run_ps(const ClientFlags& f) {
       table.add({json_cell(json_at(w, "name")), json_cell(json_at(w, "state")),
                  json_cell(json_at(w, "pid")), json_cell(json_at(w, "restarts")),
                  bytes_cell(json_at(json_at(w, "memory"), "usage_bytes")),
-                 bytes_cell(json_at(json_at(w, "spec"), "memory")), cpus_cell(w), verdict_cell(w)});
+                 bytes_cell(json_at(w, "memory_limit_bytes")), cpus_cell(w), verdict_cell(w)});
     }
   }
   table.print(std::cout);
@@ -114,7 +115,13 @@ Result<json> workload_body(const CreateOptions& o) {
   if (r->cpuset) body["cpuset"] = r->cpuset->to_list();
   if (!o.w.placement.empty()) body["placement"] = o.w.placement;
   if (r->memory_max_bytes) body["memory"] = *r->memory_max_bytes;
+  if (r->memory_high_bytes) body["memory_high"] = *r->memory_high_bytes;
   if (r->pids_max) body["pids"] = *r->pids_max;
+  // The runtime's name and the plugin count: the daemon sizes {workers} at each start.
+  if (r->shape.runtime.name != "none" && !r->shape.runtime.name.empty()) {
+    body["runtime"] = r->shape.runtime.name;
+  }
+  if (!o.w.plugins.empty()) body["plugins"] = r->shape.instances_per_worker;
   auto cache = size_flag("--cache-limit", o.w.cache_limit);
   if (!cache) return fail(cache.error());
   if (*cache) body["cache_limit"] = **cache;

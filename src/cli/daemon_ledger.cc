@@ -75,7 +75,7 @@ std::optional<std::string> daemon_ledger_socket(const std::string& ledger_flag) 
 }
 
 Result<Placement> daemon_hold(const std::string& socket, const PlacementRequest& request,
-                              const std::string& owner) {
+                              const std::string& owner, bool ignore_foreign) {
   std::string policy = to_string(request.policy);
   if (request.policy == PlacementPolicy::kNodes) {
     policy += ":";
@@ -86,6 +86,7 @@ Result<Placement> daemon_hold(const std::string& socket, const PlacementRequest&
                          {"policy", policy},
                          {"smt", to_string(request.smt)},
                          {"mems", mems_text(request)}};
+  if (ignore_foreign) body["ignore_foreign"] = true;
   if (request.cores > 0) {
     body["cores"] = request.cores;
   } else {
@@ -112,6 +113,25 @@ Result<Placement> daemon_hold(const std::string& socket, const PlacementRequest&
   p.policy = request.policy;
   p.warnings = j.value("warnings", std::vector<std::string>{});
   return p;
+}
+
+Result<Ledger> daemon_ledger(const std::string& socket) {
+  auto r = api::request(socket, "GET", "/v1/placements");
+  if (!r) return fail(r.error().wrap("cannot reach the daemon at " + socket));
+  if (r->status != 200) return fail(answer_error(*r, socket));
+  const auto j = r->json();
+  if (!j.is_object() || !j.contains("holds") || !j["holds"].is_array()) {
+    return fail(ErrorKind::kParse, "the daemon's placements are not understood");
+  }
+  Ledger ledger;
+  for (const auto& h : j["holds"]) {
+    auto cpus = CpuSet::parse_list(h.value("cpus", ""));
+    auto mems = CpuSet::parse_list(h.value("mems", ""));
+    if (!cpus || !mems)
+      return fail(ErrorKind::kParse, "the daemon's placements are not understood");
+    if (auto st = ledger.hold(h.value("owner", ""), *cpus, *mems); !st) return fail(st.error());
+  }
+  return ledger;
 }
 
 Status daemon_release(const std::string& socket, const std::string& owner) {

@@ -79,8 +79,10 @@ void print_placement(const Placement& p, const std::string& owner, const std::st
 }
 
 int show(const PlaceOptions& o) {
-  const std::string path = ledger_path(o);
-  auto ledger = Ledger::load(path);
+  // The daemon's ledger when a daemon runs (as placing uses it), else the file.
+  const auto daemon = daemon_ledger_socket(o.ledger);
+  const std::string path = daemon ? "daemon " + *daemon : ledger_path(o);
+  auto ledger = daemon ? daemon_ledger(*daemon) : Ledger::load(path);
   if (!ledger) return report(ledger.error());
   auto facts = probe(o);
   if (!facts) return report(facts.error());
@@ -219,7 +221,7 @@ int run_place(const PlaceOptions& o, bool cpus_given, bool cores_given) {
   Result<Placement> placed;
   const auto daemon = o.owner.empty() ? std::nullopt : daemon_ledger_socket(o.ledger);
   if (daemon) {
-    placed = daemon_hold(*daemon, req, o.owner);
+    placed = daemon_hold(*daemon, req, o.owner, o.ignore_foreign);
   } else if (!o.owner.empty()) {
     placed = place_and_hold(path, *facts, req, o.owner, foreign);
   } else {

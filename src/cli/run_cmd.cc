@@ -90,9 +90,9 @@ Result<WorkloadRequest> to_request(const RunOptions& o) {
   // `run` has no --ledger: $HOSTFIT_LEDGER names a file ledger, else a running daemon's wins.
   if (r->placement) {
     if (auto socket = daemon_ledger_socket("")) {
-      r->hold_placement = [socket = *socket](const PlacementRequest& req,
-                                             const std::string& owner) {
-        return daemon_hold(socket, req, owner);
+      r->hold_placement = [socket = *socket, ignore_foreign = r->ignore_foreign](
+                              const PlacementRequest& req, const std::string& owner) {
+        return daemon_hold(socket, req, owner, ignore_foreign);
       };
       r->release_placement = [socket = *socket](const std::string& owner) {
         (void)daemon_release(socket, owner);

@@ -9,22 +9,19 @@ namespace {
 // The sandbox side of the plan: --runtime or --profile, and --plugins instances per worker, so
 // that {workers} and {instances} carry the instance budget and not only the CPUs.
 Result<WorkloadShape> to_shape(const WorkloadFlags& o) {
-  WorkloadShape shape;
   auto runtime = runtime_from_flags(o.profile, o.runtime);
   if (!runtime) return fail(runtime.error());
-  shape.runtime = *runtime;
-  const bool sandbox = shape.runtime.name != "none";
+  uint64_t plugins = 0;
   if (!o.plugins.empty()) {
-    if (!sandbox) {
-      return fail(ErrorKind::kUsage, "--plugins " + o.plugins +
-                                         " needs --runtime v8|envoy-v8|wasmtime|wasmer|wamr or "
-                                         "--profile FILE: the per-instance costs to budget with");
-    }
     auto n = parse_count(o.plugins, "--plugins", 1, 1000000);
     if (!n) return fail(n.error());
-    shape.instances_per_worker = *n;
-  } else if (sandbox) {
-    shape.instances_per_worker = 1;
+    plugins = *n;
+  }
+  auto shape = sandbox_shape(*runtime, plugins);
+  if (!shape) {
+    return fail(ErrorKind::kUsage, "--plugins " + o.plugins +
+                                       " needs --runtime v8|envoy-v8|wasmtime|wasmer|wamr or "
+                                       "--profile FILE: the per-instance costs to budget with");
   }
   return shape;
 }
@@ -101,11 +98,9 @@ void add_workload_flags(CLI::App& cmd, WorkloadFlags& o, WorkloadFlagSet set) {
                  "With --placement: also use CPUs that other tools pinned (docker --cpuset-cpus, "
                  "systemd AllowedCPUs=, taskset); by default only free CPUs are placed");
   }
-  if (set == WorkloadFlagSet::kForeground) {
-    cmd.add_option("--memory-high", o.memory_high,
-                   "Memory throttle point (memory.high, cgroup v2 only)")
-        ->type_name("SIZE");
-  }
+  cmd.add_option("--memory-high", o.memory_high,
+                 "Memory throttle point (memory.high, cgroup v2 only)")
+      ->type_name("SIZE");
   cmd.add_option("--pids", o.pids, "Most processes and threads the workload may have")
       ->type_name("N");
   cmd.add_option("--stop-timeout", o.stop_timeout,
@@ -118,16 +113,18 @@ void add_workload_flags(CLI::App& cmd, WorkloadFlags& o, WorkloadFlagSet set) {
                  "wakes hostfit to reclaim at once); never OOM-kills, tmpfs is never counted or "
                  "reclaimed")
       ->type_name("SIZE");
-  if (set == WorkloadFlagSet::kDaemon) return;
-  cmd.add_option("--runtime", o.runtime,
-                 "Sandbox runtime whose per-instance costs size {workers} (as hostfit plan)");
-  cmd.add_option("--profile", o.profile,
-                 "Per-instance costs from 'hostfit calibrate -o json' (instead of --runtime)")
-      ->type_name("FILE")
-      ->excludes("--runtime");
+  auto* runtime =
+      cmd.add_option("--runtime", o.runtime,
+                     "Sandbox runtime whose per-instance costs size {workers} (as hostfit plan)");
   cmd.add_option("--plugins", o.plugins,
                  "Sandbox instances per worker (e.g. Wasm plugins): workers shrink to fit")
       ->type_name("N");
+  // The daemon sizes each start itself, from a runtime name; a profile file stays on this host.
+  if (set == WorkloadFlagSet::kDaemon) return;
+  cmd.add_option("--profile", o.profile,
+                 "Per-instance costs from 'hostfit calibrate -o json' (instead of --runtime)")
+      ->type_name("FILE")
+      ->excludes(runtime);
 }
 
 }  // namespace hostfit::cli

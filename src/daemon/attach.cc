@@ -128,13 +128,9 @@ void Daemon::Impl::arm_attachment_samples(const std::shared_ptr<Attachment>& a) 
   if (!memory || !root.is_dir(memory->dir)) return detach(a, "its cgroup is gone");
   if (a->cache) {
     (void)a->cache->tick();
-    if (a->cache->last()) {
-      a->samples.push_back({std::chrono::system_clock::now(), *a->cache->last()});
-      while (a->samples.size() > kMaxSamples)
-        a->samples.pop_front();
-    }
-  } else {
-    take_sample(root, a->group, a->samples);
+    if (a->cache->last()) a->sample = sample_of(*a->cache->last(), *driver, a->group);
+  } else if (auto now = take_sample(root, *driver, a->group)) {
+    a->sample = std::move(now);
   }
   a->sample_timer.expires_after(a->cache ? a->cache->options().interval : options.sample_interval);
   a->sample_timer.async_wait([this, a](const boost::system::error_code& ec) {

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,6 +32,9 @@ constexpr auto kRecheckWindow = std::chrono::milliseconds(250);
 // main process dies of it (as `hostfit run` waits) before it is told as another process's.
 constexpr auto kVictimGrace = std::chrono::milliseconds(100);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(60'000);
+// How long an adopted process's new parent (init, a subreaper) may take to reap it before its
+// exit status is given up on (EXITED(?)).
+constexpr auto kReapGrace = std::chrono::milliseconds(500);
 constexpr int64_t kPeriodUs = 100000;
 
 int sys_pidfd_open(pid_t pid) {
@@ -38,6 +42,35 @@ int sys_pidfd_open(pid_t pid) {
 }
 int sys_pidfd_send_signal(int pidfd, int sig) {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+// Linux 6.15's PIDFD_GET_INFO (include/uapi/linux/pidfd.h, spelled out: older headers lack it).
+// With PIDFD_INFO_EXIT it returns the wait status of a process that exited while a pidfd to it
+// was open, to any holder of that pidfd: how an adopted workload, not our child, ended.
+struct PidfdInfo {
+  uint64_t mask;
+  uint64_t cgroupid;
+  uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+  int32_t exit_code;
+};
+constexpr uint64_t kPidfdInfoExit = 1u << 3;
+constexpr unsigned long kPidfdGetInfo = _IOWR(0xFF, 11, PidfdInfo);
+
+struct ExitStatus {
+  bool pending = false;  // the kernel has the call but not the status yet (not reaped yet)
+  std::optional<std::pair<int, int>> code_status;  // si_code, si_status as waitid gives them
+};
+ExitStatus pidfd_exit_status(int pidfd) {
+  PidfdInfo info{};
+  info.mask = kPidfdInfoExit;
+  if (::ioctl(pidfd, kPidfdGetInfo, &info) != 0) return {};  // before 6.13: ENOTTY
+  if (!(info.mask & kPidfdInfoExit)) return {.pending = true, .code_status = std::nullopt};
+  const int status = info.exit_code;
+  if (WIFEXITED(status))
+    return {.pending = false, .code_status = std::pair{CLD_EXITED, WEXITSTATUS(status)}};
+  if (WIFSIGNALED(status))
+    return {.pending = false, .code_status = std::pair{CLD_KILLED, WTERMSIG(status)}};
+  return {};
 }
 
 std::string now_utc() {
@@ -151,14 +184,27 @@ std::optional<Cgroup> cgroup_from_json(const std::string& name, const std::strin
   return g;
 }
 
-void take_sample(const Sysroot& root, const Cgroup& group, std::deque<Sample>& samples) {
+bool Sample::same_as(const Sample& o) const {
+  const MemoryBreakdown &a = memory, &b = o.memory;
+  return cpu_usage_us == o.cpu_usage_us && a.usage_bytes == b.usage_bytes &&
+         a.working_set_bytes == b.working_set_bytes && a.anon_bytes == b.anon_bytes &&
+         a.file_bytes == b.file_bytes && a.shmem_bytes == b.shmem_bytes &&
+         a.other_bytes == b.other_bytes;
+}
+
+Sample sample_of(const MemoryBreakdown& memory, const CgroupDriver& driver, const Cgroup& group) {
+  Sample s{std::chrono::system_clock::now(), memory, driver.cpu_usage_us(group)};
+  s.memory.source = {};
+  return s;
+}
+
+std::optional<Sample> take_sample(const Sysroot& root, const CgroupDriver& driver,
+                                  const Cgroup& group) {
   const CgroupDir* memory = group.dir_of("memory");
-  if (!memory) return;
+  if (!memory) return std::nullopt;
   auto m = read_breakdown(root, memory->dir, memory->v2);
-  if (!m) return;
-  samples.push_back({std::chrono::system_clock::now(), *m});
-  while (samples.size() > kMaxSamples)
-    samples.pop_front();
+  if (!m) return std::nullopt;
+  return sample_of(*m, driver, group);
 }
 
 std::filesystem::path Daemon::Impl::log_path(const std::string& name, const char* stream) const {
@@ -195,7 +241,8 @@ void Daemon::Impl::publish() {
 }
 
 // The engine on the daemon's ledger (the placements table); nothing is held here.
-Result<Placement> Daemon::Impl::place_request(PlacementRequest request, const std::string& owner) {
+Result<Placement> Daemon::Impl::place_request(PlacementRequest request, const std::string& owner,
+                                              bool ignore_foreign) {
   auto held = store->holds();
   if (!held) return fail(held.error());
   Ledger ledger;
@@ -210,8 +257,16 @@ Result<Placement> Daemon::Impl::place_request(PlacementRequest request, const st
                                           " (release it first)");
   }
   request.allowed_mems = placeable_mems(self);
-  auto placed = engine->place(placeable_cpus(self), ledger, request);
-  if (!placed) return fail(placed.error().wrap("cannot place '" + owner + "'"));
+  // As `hostfit place` does: never on CPUs other tools pinned exclusively, and their shared pins
+  // counted as a cost. The daemon's own groups are its holds, left out of the pins.
+  ForeignPins foreign;
+  if (!ignore_foreign) foreign = read_foreign_pins(root, self, ledger.held());
+  const CpuSet placeable = placeable_cpus(self);
+  auto placed = engine->place(placeable - foreign.exclusive(), ledger, request, foreign.shared());
+  if (!placed) {
+    return fail(explain_exclusive_pins(placed.error(), foreign, placeable)
+                    .wrap("cannot place '" + owner + "'"));
+  }
   return placed;
 }
 
@@ -232,6 +287,7 @@ void Daemon::Impl::start(const std::shared_ptr<Workload>& w) {
   w->exit_seen.reset();
   w->oom = OomTracker{};
   w->is_child = true;
+  w->status_known = false;
   const WorkloadSpec& spec = w->spec;
   RunRow run;
   run.workload = spec.name;
@@ -261,6 +317,7 @@ void Daemon::Impl::start(const std::shared_ptr<Workload>& w) {
     if (!p->mems.empty()) limits.mems = p->mems;
   }
   limits.memory_max_bytes = spec.memory_max_bytes;
+  limits.memory_high_bytes = spec.memory_high_bytes;
   limits.pids_max = spec.pids_max;
   if (auto st = driver->set_limits(*group, limits); !st) {
     return record_failed_start(w, st.error().wrap("cannot limit its cgroup").message);
@@ -275,7 +332,12 @@ void Daemon::Impl::start(const std::shared_ptr<Workload>& w) {
       "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + creds.home};
   for (const auto& [k, v] : spec.env)
     env.push_back(k + "=" + v);
-  auto prepared = prepare_command(self, *group, limits, spec.name, spec.argv, env, {}, true);
+  // {workers} and {instances} sized as `hostfit run --runtime R --plugins N` sizes them.
+  auto runtime = find_runtime(spec.runtime.empty() ? "none" : spec.runtime);
+  if (!runtime) return record_failed_start(w, runtime.error().message);
+  auto shape = sandbox_shape(*runtime, spec.plugins);
+  if (!shape) return record_failed_start(w, shape.error().message);
+  auto prepared = prepare_command(self, *group, limits, spec.name, spec.argv, env, *shape, true);
   if (!prepared) return record_failed_start(w, prepared.error().message);
 
   w->oom.baseline = counters_of(*driver, *group);
@@ -341,6 +403,7 @@ void Daemon::Impl::start(const std::shared_ptr<Workload>& w) {
     }
   }
   arm_samples(w);
+  changed(w.get());
   publish();
 }
 
@@ -460,15 +523,17 @@ void Daemon::Impl::check_oom(const std::shared_ptr<Workload>& w, uint64_t genera
 
 void Daemon::Impl::arm_samples(const std::shared_ptr<Workload>& w) {
   const uint64_t generation = w->generation;
+  std::optional<Sample> now;
   if (w->cache) {
     (void)w->cache->tick();
+    if (w->cache->last() && w->group) now = sample_of(*w->cache->last(), *driver, *w->group);
   } else if (w->group) {
-    take_sample(root, *w->group, w->samples);
+    now = take_sample(root, *driver, *w->group);
   }
-  if (w->cache && w->cache->last()) {
-    w->samples.push_back({std::chrono::system_clock::now(), *w->cache->last()});
-    while (w->samples.size() > kMaxSamples)
-      w->samples.pop_front();
+  if (now) {
+    // An idle workload's numbers stay put: its list element is not serialized again.
+    if (!w->sample || !now->same_as(*w->sample)) changed(w.get());
+    w->sample = std::move(now);
   }
   // The cache controller needs its own pace (50 ms by default); samples for people, one a second.
   const auto every = w->cache ? w->cache->options().interval : options.sample_interval;
@@ -494,8 +559,23 @@ void Daemon::Impl::on_main_exit(const std::shared_ptr<Workload>& w, uint64_t gen
     w->exit_seen = Steady::now();
     if (is_engine(*w)) engine_exit_seen(w);  // not handed out while its verdict settles
   }
+  // Adopted: the kernel may keep the status for the pidfd we hold once the new parent reaped it.
+  if (!w->is_child && !w->status_known && w->pidfd) {
+    const ExitStatus status = pidfd_exit_status(w->pidfd->native_handle());
+    if (status.code_status) {
+      std::tie(w->exit_info.si_code, w->exit_info.si_status) = *status.code_status;
+      w->status_known = true;
+    } else if (status.pending && Steady::now() - *w->exit_seen < kReapGrace) {
+      w->exit_timer.expires_after(kRecheckEvery);
+      w->exit_timer.async_wait([this, w, generation](const boost::system::error_code& ec) {
+        if (!ec && w->generation == generation) on_main_exit(w, generation);
+      });
+      return;
+    }
+  }
   auto counters = counters_of(*driver, *w->group);
-  if (w->is_child &&
+  const bool status_known = w->is_child || w->status_known;
+  if (status_known &&
       oom_count_pending(w->exit_info.si_code, w->exit_info.si_status, w->oom.baseline, counters,
                         w->oom.other_kills) &&
       Steady::now() - *w->exit_seen < kCounterGrace) {
@@ -518,7 +598,7 @@ void Daemon::Impl::on_main_exit(const std::shared_ptr<Workload>& w, uint64_t gen
     uint64_t unaccounted = counters->oom_kill - w->oom.baseline->oom_kill;
     unaccounted -= std::min(unaccounted, w->oom.other_kills + (w->oom.main_victim_logged ? 1 : 0));
     const bool by_sigkill =
-        !w->is_child || (w->exit_info.si_code != CLD_EXITED && w->exit_info.si_status == SIGKILL);
+        !status_known || (w->exit_info.si_code != CLD_EXITED && w->exit_info.si_status == SIGKILL);
     if (by_sigkill && !w->oom.main_victim_logged && unaccounted > 0) --unaccounted;
     for (; unaccounted > 0; --unaccounted) {
       ++w->oom.other_kills;
@@ -526,7 +606,7 @@ void Daemon::Impl::on_main_exit(const std::shared_ptr<Workload>& w, uint64_t gen
                   {{"pid", nullptr}, {"main", false}, {"run", w->run->id}});
     }
   }
-  if (w->is_child) {
+  if (status_known) {
     classify_exit(rec, w->exit_info.si_code, w->exit_info.si_status, w->oom.baseline, counters,
                   w->oom.other_kills, w->escalated, w->oom.main_victim_logged, unnamed_why(*w));
   } else if (counters && w->oom.baseline &&
@@ -547,7 +627,7 @@ void Daemon::Impl::on_main_exit(const std::shared_ptr<Workload>& w, uint64_t gen
   run.reason = to_string(rec.reason);
   run.verdict = rec.state_text();
   run.message = verdict_line(view);
-  if (!w->is_child && rec.reason != KillReason::kOom) {
+  if (!status_known && rec.reason != KillReason::kOom) {
     // An adopted process that ended while hostfit was away or not its parent.
     run.reason = "UNKNOWN";
     run.verdict = "EXITED(?)";
@@ -628,6 +708,7 @@ void Daemon::Impl::finish_run(const std::shared_ptr<Workload>& w) {
   w->group.reset();
   w->pid = 0;
   w->phase = Phase::kStopped;
+  changed(w.get());
   publish();
   if (is_engine(*w)) engine_run_ended(w);  // its sessions fail in this turn
 
@@ -653,6 +734,7 @@ void Daemon::Impl::schedule_restart(const std::shared_ptr<Workload>& w) {
     delay *= 2;
   delay = std::min(delay, kMaxBackoff);
   w->phase = Phase::kBackoff;
+  changed(w.get());
   (void)event("run.restart_scheduled", w->spec.name,
               "'" + w->spec.name + "' restarts in " + std::to_string(delay.count()) +
                   " ms (restart " + std::to_string(w->restarts + 1) + " of " +
@@ -664,12 +746,14 @@ void Daemon::Impl::schedule_restart(const std::shared_ptr<Workload>& w) {
     if (ec || w->phase != Phase::kBackoff || w->deleted) return;
     ++w->restarts;
     w->phase = Phase::kStopped;
+    changed(w.get());
     start(w);
   });
 }
 
 void Daemon::Impl::stop(const std::shared_ptr<Workload>& w, bool force) {
   w->wanted = false;
+  changed(w.get());
   (void)store->set_wanted(w->spec.name, false, w->restarts);
   if (w->phase == Phase::kBackoff) {
     w->restart_timer.cancel();
@@ -703,6 +787,7 @@ Status Daemon::Impl::adopt_or_close(const RunRow& open_run) {
   auto it = workloads.find(open_run.workload);
   if (it == workloads.end()) return {};
   auto w = it->second;
+  changed(w.get());
   w->run = open_run;
   w->group = cgroup_from_json(open_run.workload, open_run.cgroup);
   w->oom = OomTracker{};
@@ -711,6 +796,7 @@ Status Daemon::Impl::adopt_or_close(const RunRow& open_run) {
   w->oom.baseline = base;
   w->oom.seen_kills = base.oom_kill;
   w->is_child = false;
+  w->status_known = false;
   ++w->generation;
   if (!w->group) {
     w->run->state = "FAILED";
@@ -779,6 +865,16 @@ Status Daemon::Impl::adopt_or_close(const RunRow& open_run) {
 
 Status Daemon::Impl::create_workload(const WorkloadSpec& spec, const std::string& source,
                                      bool start_now) {
+  // What parses but this host cannot do is refused now, not found out at every start.
+  if (spec.memory_high_bytes) {
+    const ControllerPath* memory = self.cgroup.find("memory");
+    if (memory && !memory->v2) {
+      return fail(ErrorKind::kUsage,
+                  "bad \"memory_high\": it needs the cgroup v2 memory controller (memory.high); "
+                  "this host's memory controller is cgroup v1 at " +
+                      memory->mount_point + " (use \"memory\" for a hard limit)");
+    }
+  }
   auto w = std::make_shared<Workload>(io);
   w->spec = spec;
   w->source = source;
@@ -794,6 +890,7 @@ Status Daemon::Impl::create_workload(const WorkloadSpec& spec, const std::string
   });
   if (!recorded) return recorded;
   workloads[spec.name] = w;
+  changed(nullptr);
   publish();
   if (start_now) start(w);
   return {};
@@ -813,6 +910,7 @@ Status Daemon::Impl::remove_workload(const std::string& name) {
   });
   if (!recorded) return recorded;
   workloads.erase(it);
+  changed(nullptr);
   publish();
   return {};
 }
@@ -840,6 +938,7 @@ std::vector<ConfigError> Daemon::Impl::load_config(bool initial) {
       // A changed spec applies from the next start; the running process is left alone.
       w->spec = spec;
       w->source = file;
+      changed(w.get());
       (void)store->put_workload(
           {spec.name, to_json(spec).dump(), file, w->wanted, w->restarts, ""});
       (void)event("workload.updated", spec.name, "'" + spec.name + "' changed in " + file);

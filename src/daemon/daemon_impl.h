@@ -4,7 +4,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <deque>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -26,12 +25,15 @@ namespace hostfit {
 namespace asio = boost::asio;
 using Steady = std::chrono::steady_clock;
 
-// Memory samples kept per workload or attachment: ten minutes at the default interval.
-inline constexpr size_t kMaxSamples = 600;
-
+// The latest sample of a workload or attachment. Only the latest is kept: the API serves no
+// history (the web view draws its sparklines from its own polls), and 600 breakdowns a
+// workload were 100 KB each, 100 MB for 1,000 workloads after ten minutes.
 struct Sample {
   std::chrono::system_clock::time_point time;
-  MemoryBreakdown memory;
+  MemoryBreakdown memory;                // its `source` cleared: one path string less per group
+  std::optional<uint64_t> cpu_usage_us;  // cumulative (cpuacct.usage / cpu.stat usage_usec)
+  // Whether what clients see changed since the sample before (the time does not count).
+  bool same_as(const Sample& other) const;
 };
 
 // What watches one cgroup's OOM kills: the kernel's wake-up fd on the loop, the counters, the
@@ -73,7 +75,8 @@ struct Workload {
 
   std::optional<Cgroup> group;
   pid_t pid = 0;
-  bool is_child = false;  // adopted runs are not: their exit status is not ours to read
+  bool is_child = false;      // adopted runs are not: their exit status is not ours to read
+  bool status_known = false;  // exit_info holds the status all the same (pidfd_exit_status)
   std::unique_ptr<asio::posix::stream_descriptor> pidfd;
   OomTracker oom;
   std::unique_ptr<CacheController> cache;
@@ -83,7 +86,10 @@ struct Workload {
   std::vector<api::Reply> on_ended;  // stop/restart/delete answered with the verdict
   bool restart_after_stop = false;
   bool delete_after_stop = false;
-  std::deque<Sample> samples;
+  std::optional<Sample> sample;
+  // Its element of GET /v1/workloads, serialized when it last changed (Impl::changed).
+  std::string list_entry;
+  bool list_entry_stale = true;
 
   asio::steady_timer restart_timer, stop_timer, recheck_timer, sample_timer, exit_timer,
       victim_timer;
@@ -95,7 +101,7 @@ struct Attachment {
   Cgroup group;
   OomTracker oom;
   std::unique_ptr<CacheController> cache;
-  std::deque<Sample> samples;
+  std::optional<Sample> sample;
   bool detached = false;
   asio::steady_timer sample_timer, recheck_timer;
 };
@@ -121,6 +127,7 @@ struct SessionWait {
 struct PlacementBody {
   PlacementRequest request;
   std::string owner;
+  bool ignore_foreign = false;  // place over other tools' cpuset pins too
 };
 Result<PlacementBody> parse_placement_body(const nlohmann::json& body);
 Result<AttachmentRow> parse_attachment_body(const nlohmann::json& body);
@@ -150,6 +157,11 @@ struct Daemon::Impl {
   DaemonEngineHost* engine_runner = nullptr;     // engine_host, as what it is
   std::unique_ptr<sessions::Sessions> sessions;  // after engine_host: destroyed first
   std::vector<std::shared_ptr<SessionWait>> session_waits;
+  // GET /v1/workloads answers from memory: each workload's element is serialized when it
+  // changes, the body joined again only when some element or the set of workloads changed.
+  uint64_t list_version = 1;
+  uint64_t list_body_version = 0;
+  std::string list_body;
 
   // daemon.cc: lifecycle of workload runs
   Status adopt_or_close(const RunRow& run);
@@ -169,7 +181,9 @@ struct Daemon::Impl {
   Status remove_workload(const std::string& name);
   std::vector<ConfigError> load_config(bool initial);
   Result<Placement> place_for(const WorkloadSpec& spec);
-  Result<Placement> place_request(PlacementRequest request, const std::string& owner);
+  // ignore_foreign: also on CPUs other tools pinned (`hostfit place --ignore-foreign`).
+  Result<Placement> place_request(PlacementRequest request, const std::string& owner,
+                                  bool ignore_foreign = false);
 
   // attach.cc
   Result<std::shared_ptr<Attachment>> attach(const AttachmentRow& row, bool record);
@@ -199,6 +213,10 @@ struct Daemon::Impl {
 
   // routes.cc
   void add_routes(api::Router& router);
+  // Marks what GET /v1/workloads says of `w` (or of the set of workloads, w == nullptr) as
+  // changed. Every change to a workload's phase, pid, run, restarts, spec or sample calls it.
+  void changed(Workload* w);
+  const std::string& workloads_body();
   std::string metrics_text();
 
   // events
@@ -208,6 +226,8 @@ struct Daemon::Impl {
   void publish();
   nlohmann::json workload_json(const Workload& w);  // reads the holds itself
   nlohmann::json workload_json(const Workload& w, const std::vector<HoldRow>& holds);
+  // The compact element of GET /v1/workloads: what a list needs, not the spec or the logs.
+  nlohmann::json list_entry_json(const Workload& w, const std::vector<HoldRow>& holds);
   CpuSet held_cpus();  // the CPUs of every hold in the store
   nlohmann::json attachment_json(const Attachment& a);
   std::filesystem::path log_path(const std::string& name, const char* stream) const;
@@ -218,7 +238,11 @@ nlohmann::json to_json(const EventRow& event);
 nlohmann::json cgroup_to_json(const Cgroup& group);
 std::optional<Cgroup> cgroup_from_json(const std::string& name, const std::string& text);
 void log_line(const std::string& line);  // "hostfit daemon: LINE" on stderr
-void take_sample(const Sysroot& root, const Cgroup& group, std::deque<Sample>& samples);
+// The group's memory breakdown and CPU usage now; nullopt when its memory cannot be read.
+std::optional<Sample> take_sample(const Sysroot& root, const CgroupDriver& driver,
+                                  const Cgroup& group);
+// A sample from the cache controller's last breakdown, with the group's CPU usage.
+Sample sample_of(const MemoryBreakdown& memory, const CgroupDriver& driver, const Cgroup& group);
 
 // A failed request's answer: 400 for the user's mistakes, 404, 409 for conflicts, else 500.
 api::Response error_of(const Error& e);

@@ -1,6 +1,7 @@
 // The daemon's HTTP routes (docs/daemon.md). Every route is registered in add_routes below.
 #include <unistd.h>
 
+#include <iomanip>
 #include <sstream>
 
 #include "daemon_impl.h"
@@ -85,13 +86,49 @@ json Daemon::Impl::workload_json(const Workload& w) {
   return workload_json(w, store->holds().value_or(std::vector<HoldRow>{}));
 }
 
+namespace {
+
+// How the last run ended, in `hostfit run --report`'s words; null while none has ended.
+json verdict_json(const std::optional<RunRow>& run) {
+  if (!run || run->ended_at.empty()) return nullptr;
+  const RunRow& r = *run;
+  return {{"state", r.state},
+          {"reason", r.reason.empty() ? json(nullptr) : json(r.reason)},
+          {"text", r.verdict.empty() ? r.state : r.verdict},
+          {"exit_code", opt(r.exit_code)},
+          {"signal", opt(r.signal)},
+          {"message", r.message},
+          {"memory",
+           {{"limit_bytes", opt(r.memory_limit_bytes)},
+            {"peak_bytes", opt(r.memory_peak_bytes)},
+            {"cache_peak_bytes", opt(r.cache_peak_bytes)}}},
+          {"oom_kills", r.oom_kills},
+          {"ended_at", r.ended_at}};
+}
+
+json cpu_json(const Workload& w) {
+  const bool live = w.sample && w.phase != Phase::kStopped;
+  return {{"quota_cpus", w.spec.cpus ? json(*w.spec.cpus) : json(nullptr)},
+          {"usage_usec",
+           live && w.sample->cpu_usage_us ? json(*w.sample->cpu_usage_us) : json(nullptr)}};
+}
+
+json placement_json(const Workload& w, const std::vector<HoldRow>& holds) {
+  for (const auto& h : holds) {
+    if (h.owner == w.spec.name) return {{"cpus", h.cpus}, {"mems", h.mems}};
+  }
+  return nullptr;
+}
+
+json pid_json(const Workload& w) {
+  return w.pid > 0 && w.phase != Phase::kStopped ? json(w.pid) : json(nullptr);
+}
+
+}  // namespace
+
 json Daemon::Impl::workload_json(const Workload& w, const std::vector<HoldRow>& holds) {
   json memory = nullptr;
-  if (!w.samples.empty() && w.phase != Phase::kStopped) memory = to_json(w.samples.back().memory);
-  json placement = nullptr;
-  for (const auto& h : holds) {
-    if (h.owner == w.spec.name) placement = {{"cpus", h.cpus}, {"mems", h.mems}};
-  }
+  if (w.sample && w.phase != Phase::kStopped) memory = to_json(w.sample->memory);
   json cgroup = nullptr;
   if (w.group) {
     if (const CgroupDir* m = w.group->dir_of("memory")) cgroup = m->cgroup;
@@ -101,15 +138,69 @@ json Daemon::Impl::workload_json(const Workload& w, const std::vector<HoldRow>& 
           {"wanted", w.wanted},
           {"restarts", w.restarts},
           {"source", w.source},
-          {"pid", w.pid > 0 && w.phase != Phase::kStopped ? json(w.pid) : json(nullptr)},
+          {"pid", pid_json(w)},
           {"cgroup", cgroup},
+          {"verdict", verdict_json(w.run)},
           {"run", w.run ? to_json(*w.run) : json(nullptr)},
           {"memory", memory},
-          {"placement", placement},
+          {"cpu", cpu_json(w)},
+          {"placement", placement_json(w, holds)},
           {"logs",
            {{"stdout", log_path(w.spec.name, "out").string()},
             {"stderr", log_path(w.spec.name, "err").string()}}},
           {"spec", to_json(w.spec)}};
+}
+
+// Compact, as a list of 1,000 must be (docs/api.md): the numbers a table and its bars show; the
+// spec, logs and the run's details are in GET /v1/workloads/NAME.
+json Daemon::Impl::list_entry_json(const Workload& w, const std::vector<HoldRow>& holds) {
+  json memory = nullptr;
+  if (w.sample && w.phase != Phase::kStopped) {
+    const MemoryBreakdown& m = w.sample->memory;
+    memory = {{"usage_bytes", m.usage_bytes},
+              {"anon_bytes", m.anon_bytes},
+              {"file_bytes", m.file_bytes},
+              {"shmem_bytes", m.shmem_bytes}};
+  }
+  return {{"name", w.spec.name},
+          {"state", to_string(w.phase)},
+          {"pid", pid_json(w)},
+          {"restarts", w.restarts},
+          {"verdict", verdict_json(w.run)},
+          {"memory", memory},
+          {"memory_limit_bytes",
+           w.spec.memory_max_bytes ? json(*w.spec.memory_max_bytes) : json(nullptr)},
+          {"cpu", cpu_json(w)},
+          {"cpuset", w.spec.cpuset ? json(w.spec.cpuset->to_list()) : json(nullptr)},
+          {"placement", placement_json(w, holds)}};
+}
+
+void Daemon::Impl::changed(Workload* w) {
+  if (w) w->list_entry_stale = true;
+  ++list_version;
+}
+
+const std::string& Daemon::Impl::workloads_body() {
+  if (list_body_version == list_version) return list_body;
+  std::optional<std::vector<HoldRow>> holds;  // read only when an element is rebuilt
+  std::string body = "{\"workloads\":[";
+  body.reserve(list_body.size() + 64);
+  bool first = true;
+  for (auto& [name, w] : workloads) {
+    if (w->list_entry_stale) {
+      if (!holds) holds = store->holds().value_or(std::vector<HoldRow>{});
+      w->list_entry =
+          list_entry_json(*w, *holds).dump(-1, ' ', false, json::error_handler_t::replace);
+      w->list_entry_stale = false;
+    }
+    if (!first) body += ',';
+    first = false;
+    body += w->list_entry;
+  }
+  body += "]}";
+  list_body = std::move(body);
+  list_body_version = list_version;
+  return list_body;
 }
 
 json Daemon::Impl::attachment_json(const Attachment& a) {
@@ -118,7 +209,7 @@ json Daemon::Impl::attachment_json(const Attachment& a) {
               {"cache_limit_bytes", opt(a.row.cache_limit_bytes)},
               {"created_at", a.row.created_at},
               {"oom_kills", a.oom.baseline ? a.oom.seen_kills - a.oom.baseline->oom_kill : 0},
-              {"memory", a.samples.empty() ? json(nullptr) : to_json(a.samples.back().memory)}};
+              {"memory", a.sample ? to_json(a.sample->memory) : json(nullptr)}};
   if (a.cache) out["cache"] = to_json(*a.cache);
   return out;
 }
@@ -149,9 +240,7 @@ std::string Daemon::Impl::metrics_text() {
     }
   };
   for (const auto& [name, w] : workloads) {
-    if (!w->samples.empty() && w->phase != Phase::kStopped) {
-      memory_lines("workload", name, w->samples.back().memory);
-    }
+    if (w->sample && w->phase != Phase::kStopped) memory_lines("workload", name, w->sample->memory);
   }
   m << "# HELP hostfit_workload_memory_limit_bytes The workload's memory limit.\n"
        "# TYPE hostfit_workload_memory_limit_bytes gauge\n";
@@ -159,6 +248,23 @@ std::string Daemon::Impl::metrics_text() {
     if (w->spec.memory_max_bytes)
       m << "hostfit_workload_memory_limit_bytes{name=\"" << label(name) << "\"} "
         << *w->spec.memory_max_bytes << "\n";
+  }
+  m << "# HELP hostfit_workload_cpu_quota_cpus The workload's CPU quota in CPUs.\n"
+       "# TYPE hostfit_workload_cpu_quota_cpus gauge\n";
+  for (const auto& [name, w] : workloads) {
+    if (w->spec.cpus)
+      m << "hostfit_workload_cpu_quota_cpus{name=\"" << label(name) << "\"} " << *w->spec.cpus
+        << "\n";
+  }
+  m << "# HELP hostfit_workload_cpu_usage_seconds_total CPU time the running workload's cgroup "
+       "used, at the last sample.\n"
+       "# TYPE hostfit_workload_cpu_usage_seconds_total counter\n";
+  for (const auto& [name, w] : workloads) {
+    if (w->sample && w->sample->cpu_usage_us && w->phase != Phase::kStopped) {
+      m << "hostfit_workload_cpu_usage_seconds_total{name=\"" << label(name) << "\"} "
+        << *w->sample->cpu_usage_us / 1'000'000 << '.' << std::setw(6) << std::setfill('0')
+        << *w->sample->cpu_usage_us % 1'000'000 << std::setfill(' ') << "\n";
+    }
   }
   m << "# HELP hostfit_workload_oom_kills OOM kills in the workload's current or last run.\n"
        "# TYPE hostfit_workload_oom_kills gauge\n";
@@ -173,7 +279,7 @@ std::string Daemon::Impl::metrics_text() {
   m << "# HELP hostfit_attachment_memory_bytes Memory of an attached cgroup by kind.\n"
        "# TYPE hostfit_attachment_memory_bytes gauge\n";
   for (const auto& [name, a] : attachments) {
-    if (!a->samples.empty()) memory_lines("attachment", name, a->samples.back().memory);
+    if (a->sample) memory_lines("attachment", name, a->sample->memory);
   }
   const int held = held_cpus().count();
   m << "# HELP hostfit_node_cpus_effective CPUs hostfit may use on this node.\n"
@@ -227,11 +333,9 @@ void Daemon::Impl::add_routes(api::Router& router) {
   });
 
   router.add("GET", "/v1/workloads", [this](const api::Request&, api::Reply reply) {
-    json list = json::array();
-    const auto holds = store->holds().value_or(std::vector<HoldRow>{});  // once, not per workload
-    for (const auto& [name, w] : workloads)
-      list.push_back(workload_json(*w, holds));
-    reply(api::json(200, {{"workloads", list}}));
+    api::Response r;
+    r.body = workloads_body();
+    reply(std::move(r));
   });
 
   router.add("POST", "/v1/workloads", [this](const api::Request& req, api::Reply reply) {
@@ -284,6 +388,7 @@ void Daemon::Impl::add_routes(api::Router& router) {
                }
                w->wanted = true;
                w->restarts = 0;
+               changed(w.get());
                start(w);
                reply(api::json(200, workload_json(*w)));
              });
@@ -311,6 +416,7 @@ void Daemon::Impl::add_routes(api::Router& router) {
                }
                w->wanted = true;
                w->restarts = 0;
+               changed(w.get());
                start(w);
                reply(api::json(200, workload_json(*w)));
              });
@@ -350,11 +456,12 @@ void Daemon::Impl::add_routes(api::Router& router) {
     if (!parsed) return reply(api::error(400, parsed.error().message));
     const PlacementRequest& request = parsed->request;
     const std::string& owner = parsed->owner;
+    const bool ignore_foreign = parsed->ignore_foreign;
     if (workloads.contains(owner)) {
       return reply(
           api::error(409, "'" + owner + "' is a workload: its CPUs are placed when it starts"));
     }
-    auto placed = place_request(request, owner);
+    auto placed = place_request(request, owner, ignore_foreign);
     if (!placed) return reply(error_of(placed.error()));
     auto st = store->transaction([&](Store& s) -> Status {
       if (auto h = s.hold({owner, placed->cpus.to_list(), placed->mems.to_list()}); !h) return h;

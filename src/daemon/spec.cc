@@ -7,6 +7,7 @@
 #include "daemon_impl.h"
 #include "hostfit/cgroup.h"
 #include "hostfit/daemon.h"
+#include "hostfit/plan.h"
 
 namespace hostfit {
 namespace {
@@ -21,8 +22,11 @@ constexpr const char* kKeys[] = {"name",
                                  "cpuset",
                                  "placement",
                                  "memory",
+                                 "memory_high",
                                  "pids",
                                  "cache_limit",
+                                 "runtime",
+                                 "plugins",
                                  "restart",
                                  "restart_limit",
                                  "restart_backoff_ms",
@@ -144,6 +148,20 @@ Status parse_field(const std::string& key, const json& v, WorkloadSpec& s) {
     auto bytes = size_of(v, key, kMinWorkloadMemoryBytes);
     if (!bytes) return fail(bytes.error());
     s.memory_max_bytes = *bytes;
+  } else if (key == "memory_high") {
+    auto bytes = size_of(v, key, kMinWorkloadMemoryBytes);
+    if (!bytes) return fail(bytes.error());
+    s.memory_high_bytes = *bytes;
+  } else if (key == "runtime") {
+    auto name = string_of(v, key);
+    if (!name) return fail(name.error());
+    auto runtime = find_runtime(*name);  // the names `hostfit run --runtime` takes
+    if (!runtime) return bad(key, runtime.error().message);
+    s.runtime = runtime->name == "none" ? "" : runtime->name;
+  } else if (key == "plugins") {
+    auto n = int_in(v, key, 1, 1000000);
+    if (!n) return fail(n.error());
+    s.plugins = static_cast<uint64_t>(*n);
   } else if (key == "pids") {
     auto n = int_in(v, key, 1, 4194304);
     if (!n) return fail(n.error());
@@ -216,6 +234,11 @@ Result<WorkloadSpec> parse_workload_spec(const json& j) {
     return fail(ErrorKind::kUsage,
                 "\"placement\" needs \"cpus\": it places ceil(cpus) CPUs and sets that quota");
   }
+  if (s.plugins > 0 && s.runtime.empty()) {
+    return bad("plugins",
+               "needs a sandbox \"runtime\" (v8, envoy-v8, wasmtime, wasmer, wamr): "
+               "its per-instance costs size {workers} and {instances}");
+  }
   if (s.cpus && s.cpuset && *s.cpus > s.cpuset->count() + 1e-9) {
     return bad("cpus", "more than the " + std::to_string(s.cpuset->count()) + " CPUs of cpuset");
   }
@@ -244,8 +267,11 @@ json to_json(const WorkloadSpec& s) {
     j["placement"] = p;
   }
   if (s.memory_max_bytes) j["memory"] = *s.memory_max_bytes;
+  if (s.memory_high_bytes) j["memory_high"] = *s.memory_high_bytes;
   if (s.pids_max) j["pids"] = *s.pids_max;
   if (s.cache_limit_bytes) j["cache_limit"] = *s.cache_limit_bytes;
+  if (!s.runtime.empty()) j["runtime"] = s.runtime;
+  if (s.plugins > 0) j["plugins"] = s.plugins;
   return j;
 }
 
@@ -316,6 +342,8 @@ Result<PlacementBody> parse_placement_body(const json& body) {
       out.owner = v.get<std::string>();
     } else if (k == "cpus" && positive(request.cpus)) {
     } else if (k == "cores" && positive(request.cores)) {
+    } else if (k == "ignore_foreign" && v.is_boolean()) {
+      out.ignore_foreign = v.get<bool>();
     } else if (k == "policy" && v.is_string()) {
       auto p = parse_policy(v.get<std::string>(), &request.nodes);
       if (!p) return fail(ErrorKind::kUsage, "bad \"policy\": " + p.error().message);
@@ -331,7 +359,8 @@ Result<PlacementBody> parse_placement_body(const json& body) {
     } else {
       return fail(ErrorKind::kUsage, "bad or unknown key \"" + escape_bytes(k) +
                                          "\" (known: owner, a string; cpus or cores, 1 or more; "
-                                         "policy, smt, mems, strings as for hostfit place)");
+                                         "policy, smt, mems, strings as for hostfit place; "
+                                         "ignore_foreign, a boolean)");
     }
   }
   if (out.owner.empty()) return fail(ErrorKind::kUsage, "missing \"owner\"");

@@ -17,6 +17,19 @@ Result<Rounding> parse_rounding(std::string_view text) {
               "'" + std::string(text) + "' is not a rounding mode (accepted: floor|ceil)");
 }
 
+Result<WorkloadShape> sandbox_shape(const RuntimeProfile& runtime, uint64_t plugins) {
+  WorkloadShape shape;
+  shape.runtime = runtime;
+  const bool sandbox = !runtime.name.empty() && runtime.name != "none";
+  if (plugins > 0 && !sandbox) {
+    return fail(ErrorKind::kUsage,
+                std::to_string(plugins) +
+                    " plugins need a sandbox runtime: its per-instance costs to budget with");
+  }
+  shape.instances_per_worker = plugins > 0 ? plugins : (sandbox ? 1 : 0);
+  return shape;
+}
+
 uint64_t Headroom::of(uint64_t capacity_bytes) const {
   if (percent) {
     const long double share = static_cast<long double>(capacity_bytes) * (*percent / 100.0L);

@@ -26,15 +26,16 @@ struct Seen {
   std::string body;
 };
 
-const json kWorkload = {
-    {"name", "etl"},
-    {"state", "running"},
-    {"pid", 4242},
-    {"restarts", 1},
-    {"memory", {{"usage_bytes", 3 << 20}}},
-    {"placement", {{"cpus", "0-1"}, {"mems", "0"}}},
-    {"run", {{"verdict", "running"}, {"reason", nullptr}}},
-    {"spec", {{"name", "etl"}, {"argv", {"sleep", "60"}}, {"memory", 64 << 20}}}};
+const json kWorkload = {{"name", "etl"},
+                        {"state", "running"},
+                        {"pid", 4242},
+                        {"restarts", 1},
+                        {"memory", {{"usage_bytes", 3 << 20}}},
+                        {"placement", {{"cpus", "0-1"}, {"mems", "0"}}},
+                        {"verdict", nullptr},
+                        {"memory_limit_bytes", 64 << 20},
+                        {"cpu", {{"quota_cpus", nullptr}, {"usage_usec", 1200}}},
+                        {"cpuset", nullptr}};
 
 class ClientCommandTest : public testing::Test {
  protected:
@@ -168,7 +169,8 @@ TEST_F(ClientCommandTest, CreateWithABadFlagSendsNothingAndExits2) {
       {"create", "etl", "--cpus", "two", "--", "true"},
       {"create", "etl", "--restart", "sometimes", "--", "true"},
       {"create", "etl", "--env", "=x", "--", "true"},
-      {"create", "etl", "--memory-high", "4Mi", "--", "true"},
+      {"create", "etl", "--plugins", "2", "--", "true"},  // plugins without a runtime
+      {"create", "etl", "--runtime", "jvm", "--", "true"},
       {"create", "etl"},
   };
   for (const auto& args : bad) {
@@ -202,7 +204,7 @@ TEST_F(ClientCommandTest, NamesArePathSegmentsAndRmForceAsksToStopFirst) {
          {{"name", "a b"},
           {"state", "stopped"},
           {"pid", nullptr},
-          {"run", {{"verdict", "signaled"}, {"reason", "stopped"}}}});
+          {"verdict", {{"text", "signaled"}, {"reason", "stopped"}}}});
   answer("DELETE", "/v1/workloads/{name}", 200, {{"deleted", "etl"}});
   serve();
   auto r = hostfit({"stop", "a b"});

@@ -69,6 +69,26 @@ TEST_F(ClientDaemonTest, CreatePsStopStartRmThroughTheRealDaemon) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["state"], "RUNNING");
 
+  // create takes run's sizing flags: they reach the daemon's spec.
+  r = hostfit({"create", "sized", "--no-start", "--memory", "128Mi", "--runtime", "v8", "--plugins",
+               "2", "--", "sh", "-c", "echo {workers}"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json sized = d().call("GET", "/v1/workloads/sized").json();
+  EXPECT_EQ(sized["spec"]["runtime"], "v8") << sized.dump();
+  EXPECT_EQ(sized["spec"]["plugins"], 2);
+  r = hostfit({"create", "soft", "--no-start", "--memory-high", "64Mi", "--", "true"});
+  const HostFacts self = probe_host(Sysroot("/"), ProbeTarget::self());
+  const ControllerPath* memory = self.cgroup.find("memory");
+  if (memory && memory->v2) {
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(d().call("GET", "/v1/workloads/soft").json()["spec"]["memory_high"], 64 << 20);
+    ASSERT_EQ(hostfit({"rm", "soft"}).exit_code, 0);
+  } else {
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("memory_high"), std::string::npos) << r.err;
+  }
+  ASSERT_EQ(hostfit({"rm", "sized"}).exit_code, 0);
+
   r = hostfit({"rm", "--force", "web"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "removed web\n");

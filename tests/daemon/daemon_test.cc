@@ -2,8 +2,11 @@
 // kill -9 of the daemon and adoption, attachments, bad input, slow clients.
 #include <gtest/gtest.h>
 #include <pwd.h>
+#include <sched.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 
 #include <atomic>
 #include <set>
@@ -11,6 +14,7 @@
 #include "command.h"
 #include "daemon_harness.h"
 #include "hostfit/cgroup.h"
+#include "hostfit/place.h"
 #include "hostfit/probe.h"
 #include "hostfit/store.h"
 
@@ -195,6 +199,12 @@ TEST_F(DaemonTest, OomKillIsKilledOomWithItsEventOnTheLongPoll) {
   EXPECT_GE(w["run"]["oom_kills"].get<int>(), 1);
   EXPECT_NE(w["run"]["message"].get<std::string>().find("killed by the kernel OOM killer"),
             std::string::npos);
+  // The same verdict in the shape, with `hostfit run --report`'s words.
+  EXPECT_EQ(w["verdict"]["state"], "KILLED") << w.dump();
+  EXPECT_EQ(w["verdict"]["reason"], "OOM");
+  EXPECT_EQ(w["verdict"]["text"], "KILLED(OOM)");
+  EXPECT_EQ(w["verdict"]["signal"], 9);
+  EXPECT_EQ(w["verdict"]["memory"]["limit_bytes"], 64 << 20);
   bool oom_event = false, ended_event = false;
   for (const auto& e : seen) {
     if (e["type"] == "oom.kill" && e["workload"] == "hog" && e["data"]["main"] == true) {
@@ -246,7 +256,7 @@ TEST_F(DaemonTest, KillMinus9AdoptsTheLivingAndJudgesTheOneOomKilledMeanwhile) {
     const std::string name = w["name"];
     if (name == "hog") {
       EXPECT_EQ(w["state"], "STOPPED") << w.dump();
-      EXPECT_EQ(w["run"]["verdict"], "KILLED(OOM)") << w.dump();
+      EXPECT_EQ(w["verdict"]["text"], "KILLED(OOM)") << w.dump();
     } else {
       EXPECT_EQ(w["state"], "RUNNING") << w.dump();
       EXPECT_EQ(w["pid"].get<pid_t>(), pids[name]) << name << " was restarted";
@@ -503,9 +513,8 @@ TEST_F(DaemonTest, StoreSurvivesADaemonKilledMidWrite) {
     std::thread writer([&, round] {
       for (int i = 0; !stop; ++i) {
         const std::string name = "w" + std::to_string(round) + "-" + std::to_string(i);
-        auto r =
-            api::request(d().socket(), "POST", "/v1/workloads",
-                         sleeper(name, {{"start", false}}).dump(), std::chrono::seconds(2));
+        auto r = api::request(d().socket(), "POST", "/v1/workloads",
+                              sleeper(name, {{"start", false}}).dump(), std::chrono::seconds(2));
         if (r && r->status == 201) acknowledged.insert(name);
         if (!r) break;
       }
@@ -533,4 +542,207 @@ TEST_F(DaemonTest, StoreSurvivesADaemonKilledMidWrite) {
 }
 
 }  // namespace
+
+// GET /v1/workloads answers from memory: compact elements that follow every state change, the
+// CPU quota and the usage counter sampled from the cgroup, the same numbers in /metrics.
+TEST_F(DaemonTest, WorkloadListIsCompactAndFollowsStateAndCpuUsage) {
+  ASSERT_TRUE(d().start()) << d().log();
+  ASSERT_EQ(d().call("POST", "/v1/workloads", sleeper("idle", {{"cpus", 0.5}})).status, 201);
+  json busy = {{"name", "busy"},
+               {"argv", {"sh", "-c", "while :; do :; done"}},
+               {"memory", "64Mi"},
+               {"cpus", 0.2}};
+  ASSERT_EQ(d().call("POST", "/v1/workloads", busy).status, 201);
+  const auto entry = [&](const std::string& name) {
+    const json list = d().call("GET", "/v1/workloads").json();
+    for (const auto& w : list["workloads"]) {
+      if (w["name"] == name) return w;
+    }
+    return json();
+  };
+  json idle = entry("idle");
+  ASSERT_TRUE(idle.is_object());
+  EXPECT_EQ(idle["state"], "RUNNING");
+  EXPECT_TRUE(idle["pid"].is_number());
+  EXPECT_TRUE(idle["verdict"].is_null()) << idle.dump();
+  EXPECT_EQ(idle["cpu"]["quota_cpus"], 0.5);
+  EXPECT_EQ(idle["memory_limit_bytes"], 64 << 20);
+  EXPECT_FALSE(idle.contains("spec")) << "the list element carries the spec: " << idle.dump();
+  EXPECT_LT(idle.dump().size(), 400u) << idle.dump();
+
+  // The busy loop's usage counter rises between samples; the list shows each new value.
+  json first = d().wait_for("/v1/workloads/busy", [](const json& j) {
+    return j["cpu"]["usage_usec"].is_number() && j["cpu"]["usage_usec"].get<uint64_t>() > 0;
+  });
+  const uint64_t before = first["cpu"]["usage_usec"].get<uint64_t>();
+  uint64_t after = before;
+  for (int i = 0; i < 100 && after <= before + 10000; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const json b = entry("busy");
+    if (b["cpu"]["usage_usec"].is_number()) after = b["cpu"]["usage_usec"].get<uint64_t>();
+  }
+  EXPECT_GT(after, before + 10000) << "the list's usage_usec did not follow the counter";
+  const std::string metrics = d().call("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("hostfit_workload_cpu_quota_cpus{name=\"idle\"} 0.5"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("hostfit_workload_cpu_usage_seconds_total{name=\"busy\"} "),
+            std::string::npos)
+      << metrics;
+
+  // A stop shows in the next list at once, with the verdict; so does a new workload.
+  ASSERT_EQ(d().call("POST", "/v1/workloads/busy/stop").status, 200);
+  json stopped = entry("busy");
+  EXPECT_EQ(stopped["state"], "STOPPED");
+  EXPECT_TRUE(stopped["pid"].is_null());
+  EXPECT_EQ(stopped["verdict"]["text"], "KILLED(SIGNAL 15)") << stopped.dump();
+  EXPECT_EQ(stopped["verdict"]["reason"], "SIGNAL");
+  EXPECT_TRUE(stopped["cpu"]["usage_usec"].is_null());
+  ASSERT_EQ(d().call("POST", "/v1/workloads", sleeper("late")).status, 201);
+  EXPECT_EQ(entry("late")["state"], "RUNNING");
+  ASSERT_EQ(d().call("DELETE", "/v1/workloads/late?force=1").status, 200);
+  EXPECT_TRUE(entry("late").is_null());
+
+  // The single answer: the verdict shape beside the run it comes from.
+  json one = d().call("GET", "/v1/workloads/busy").json();
+  EXPECT_EQ(one["verdict"]["state"], "KILLED") << one.dump();
+  EXPECT_EQ(one["verdict"]["signal"], 15);
+  EXPECT_TRUE(one["verdict"]["exit_code"].is_null());
+  EXPECT_EQ(one["cpu"]["quota_cpus"], 0.2);
+  EXPECT_TRUE(one["cgroup"].is_null());
+}
+
+// "memory_high" goes to memory.high where the kernel has it (v2) and is refused where it does not.
+TEST_F(DaemonTest, MemoryHighIsAppliedOnV2AndRefusedOnV1) {
+  ASSERT_TRUE(d().start()) << d().log();
+  auto r = d().call("POST", "/v1/workloads", sleeper("soft", {{"memory_high", "32Mi"}}));
+  const HostFacts self = probe_host(Sysroot("/"), ProbeTarget::self());
+  const ControllerPath* memory = self.cgroup.find("memory");
+  ASSERT_NE(memory, nullptr);
+  if (!memory->v2) {
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_NE(r.body.find("memory_high"), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find("cgroup v1"), std::string::npos) << r.body;
+    EXPECT_EQ(d().call("GET", "/v1/workloads/soft").status, 404);
+    return;
+  }
+  ASSERT_EQ(r.status, 201) << r.body;
+  const json w = r.json();
+  EXPECT_EQ(w["spec"]["memory_high"], 32 << 20);
+  bool found = false;
+  for (const auto& dir : testing::cgroup_dirs(d().cgroup_parent() + "/soft")) {
+    if (std::filesystem::exists(dir / "memory.high")) {
+      EXPECT_EQ(testing::slurp(dir / "memory.high"), std::to_string(32 << 20) + "\n");
+      found = true;
+    }
+  }
+  EXPECT_TRUE(found) << "no memory.high in the workload's group";
+}
+
+// "runtime" and "plugins" size {workers} and {instances} as `hostfit run --runtime --plugins`.
+TEST_F(DaemonTest, RuntimeAndPluginsSizePlaceholdersAsRunDoes) {
+  ASSERT_TRUE(d().start()) << d().log();
+  const std::string out = (d().dir() / "sized").string();
+  json w = {{"name", "sized"},
+            {"argv", {"sh", "-c", "echo {workers} {instances} > " + out}},
+            {"memory", "256Mi"},
+            {"runtime", "v8"},
+            {"plugins", 3}};
+  auto created = d().call("POST", "/v1/workloads", w);
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(created.json()["spec"]["runtime"], "v8");
+  EXPECT_EQ(created.json()["spec"]["plugins"], 3);
+  d().wait_for("/v1/workloads/sized", [](const json& j) { return j["state"] == "STOPPED"; });
+  auto run =
+      fixtures::run_command({HOSTFIT_BIN, "run", "--memory", "256Mi", "--runtime", "v8",
+                             "--plugins", "3", "--cgroup-parent", d().cgroup_parent() + "/cli",
+                             "--", "sh", "-c", "echo {workers} {instances}"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(testing::slurp(out), run.out);
+  EXPECT_NE(run.out, "1 0\n") << "the plan did not count the plugins";
+
+  // Plugins need a runtime; an unknown runtime is named.
+  auto bad = d().call("POST", "/v1/workloads", {{"name", "x"}, {"argv", {"true"}}, {"plugins", 2}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("plugins"), std::string::npos) << bad.body;
+  bad = d().call("POST", "/v1/workloads", {{"name", "x"}, {"argv", {"true"}}, {"runtime", "jvm"}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("jvm"), std::string::npos) << bad.body;
+}
+
+// The daemon places around other tools' pins as `hostfit place` does, and `hostfit place --show`
+// reads the daemon's ledger when a daemon runs.
+TEST_F(DaemonTest, DaemonPlacementsAvoidForeignPinsAndPlaceShowAsksTheDaemon) {
+  const HostFacts self = probe_host(Sysroot("/"), ProbeTarget::self());
+  const CpuSet placeable = placeable_cpus(self);
+  if (placeable.count() < 2) GTEST_SKIP() << "needs 2 placeable CPUs";
+  ASSERT_TRUE(d().start()) << d().log();
+  const int pinned_cpu = placeable.first();
+  // Another tool's pin: a process whose affinity is one CPU (as `taskset -c N` leaves it).
+  const pid_t pinned = ::fork();
+  if (pinned == 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(pinned_cpu, &set);
+    ::sched_setaffinity(0, sizeof set, &set);
+    ::execlp("sleep", "sleep", "60", nullptr);
+    ::_exit(127);
+  }
+  ASSERT_GT(pinned, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // exec'd, affinity set
+  auto placed = d().call("POST", "/v1/placements", {{"owner", "batch"}, {"cpus", 1}});
+  ::kill(pinned, SIGKILL);
+  ::waitpid(pinned, nullptr, 0);
+  ASSERT_EQ(placed.status, 201) << placed.body;
+  EXPECT_NE(placed.json()["cpus"], std::to_string(pinned_cpu))
+      << "placed on the CPU another process is pinned to: " << placed.body;
+
+  const std::vector<std::string> env = {"HOSTFIT_SOCKET=" + d().socket(), "HOSTFIT_LEDGER="};
+  auto show = fixtures::run_command({HOSTFIT_BIN, "place", "--show", "-o", "json"}, env);
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  const json j = json::parse(show.out);
+  EXPECT_EQ(j["ledger"], "daemon " + d().socket()) << show.out;
+  bool batch = false;
+  for (const auto& n : j["nodes"]) {
+    if (n["holders"].contains("batch")) batch = true;
+  }
+  EXPECT_TRUE(batch) << show.out;
+}
+
+// An adopted workload is not the new daemon's child; on Linux 6.15+ the pidfd it holds still gives
+// the exit status (PIDFD_INFO_EXIT), so the verdict is EXITED(3), not EXITED(?).
+TEST_F(DaemonTest, AnAdoptedWorkloadThatExitsGetsItsExitCodeWhereTheKernelKeepsIt) {
+  ASSERT_TRUE(d().start()) << d().log();
+  const std::string trigger = (d().dir() / "go").string();
+  json w = {{"name", "batch"},
+            {"argv", {"sh", "-c", "while [ ! -e " + trigger + " ]; do sleep 0.02; done; exit 3"}},
+            {"memory", "64Mi"}};
+  // This process stands in for the init that reaps orphans (the kernel keeps the status for the
+  // pidfd once the process is reaped): the workload, orphaned by the kill -9, becomes our child.
+  ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  auto created = d().call("POST", "/v1/workloads", w);
+  ASSERT_EQ(created.status, 201);
+  const pid_t pid = created.json()["pid"].get<pid_t>();
+  d().kill9();
+  ASSERT_TRUE(d().start()) << d().log();
+  ASSERT_EQ(d().call("GET", "/v1/workloads/batch").json()["state"], "RUNNING");
+  std::ofstream(trigger) << "go";
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid) << std::strerror(errno);
+  (void)::prctl(PR_SET_CHILD_SUBREAPER, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << status;
+  const json done =
+      d().wait_for("/v1/workloads/batch", [](const json& j) { return j["state"] == "STOPPED"; });
+  utsname u{};
+  ::uname(&u);
+  int major = 0, minor = 0;
+  std::sscanf(u.release, "%d.%d", &major, &minor);
+  if (major > 6 || (major == 6 && minor >= 15)) {
+    EXPECT_EQ(done["verdict"]["text"], "EXITED(3)") << done.dump();
+    EXPECT_EQ(done["verdict"]["exit_code"], 3);
+  } else {
+    EXPECT_EQ(done["verdict"]["text"], "EXITED(?)") << done.dump();
+    EXPECT_EQ(done["verdict"]["reason"], "UNKNOWN");
+  }
+}
+
 }  // namespace hostfit

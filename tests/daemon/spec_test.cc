@@ -22,7 +22,10 @@ TEST(WorkloadSpec, AFullSpecRoundTrips) {
                    {"cpus", 1.5},
                    {"placement", "nodes:0"},
                    {"memory", "256Mi"},
+                   {"memory_high", "200Mi"},
                    {"pids", 100},
+                   {"runtime", "wasmtime"},
+                   {"plugins", 4},
                    {"cache_limit", "64Mi"},
                    {"restart", "on-failure"},
                    {"restart_limit", 3},
@@ -34,6 +37,9 @@ TEST(WorkloadSpec, AFullSpecRoundTrips) {
   EXPECT_EQ(spec->memory_max_bytes, uint64_t{256} << 20);
   EXPECT_EQ(spec->restart, RestartPolicy::kOnFailure);
   EXPECT_EQ(spec->placement_nodes, std::vector<int>{0});
+  EXPECT_EQ(spec->memory_high_bytes, uint64_t{200} << 20);
+  EXPECT_EQ(spec->runtime, "wasmtime");
+  EXPECT_EQ(spec->plugins, 4u);
   auto again = parse_workload_spec(to_json(*spec));
   ASSERT_TRUE(again) << again.error().message;
   EXPECT_EQ(to_json(*again), to_json(*spec));
@@ -59,6 +65,28 @@ TEST(WorkloadSpec, RejectsWhatTheIssueNames) {
     EXPECT_NE(spec.error().message.find(want), std::string::npos)
         << j.dump() << " -> " << spec.error().message;
   }
+}
+
+TEST(WorkloadSpec, RuntimeAndPluginsAreCheckedAsRunChecksThem) {
+  const json base = {{"name", "w"}, {"argv", {"true"}}};
+  const auto with = [&](json extra) {
+    json j = base;
+    j.update(extra);
+    return parse_workload_spec(j);
+  };
+  auto r = with({{"runtime", "jvm"}});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("'jvm' is not a sandbox runtime"), std::string::npos)
+      << r.error().message;
+  r = with({{"plugins", 2}});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("\"plugins\""), std::string::npos) << r.error().message;
+  EXPECT_FALSE(with({{"runtime", "v8"}, {"plugins", 0}}));
+  EXPECT_FALSE(with({{"memory_high", "1Ki"}}));
+  // "none" is no runtime: nothing is stored for it.
+  r = with({{"runtime", "none"}});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_FALSE(to_json(*r).contains("runtime"));
 }
 
 TEST(WorkloadSpec, ConfigDirReportsTheBadFileWithItsLineAndLoadsTheRest) {

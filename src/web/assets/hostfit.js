@@ -108,8 +108,8 @@
   }
   // The run's one-line verdict once it says more than the state ("KILLED(OOM): ...").
   function workloadVerdict(w) {
-    const v = String(pick(w, 'run.verdict', 'verdict') ?? '');
-    return v === pick(w, 'run.state') || v === pick(w, 'state') ? '' : v;
+    const v = String(pick(w, 'verdict.text', 'run.verdict') ?? '');
+    return v === pick(w, 'verdict.state', 'run.state') || v === pick(w, 'state') ? '' : v;
   }
   function workloadCpus(w) {
     return cpuList(pick(w, 'placement.cpus', 'cpuset', 'cpus_list', 'cpuset_cpus'));
@@ -295,7 +295,7 @@
     return {
       anon, shmem, kernel, usage,
       cache: Math.max(0, file - shmem),  // file counts shmem; the bar shows them apart
-      limit: pick(w, 'spec.memory_max_bytes', 'run.memory_limit_bytes') ?? pick(m, 'limit_bytes'),
+      limit: pick(w, 'memory_limit_bytes', 'spec.memory_max_bytes', 'run.memory_limit_bytes') ?? pick(m, 'limit_bytes'),
       cacheBudget: pick(w, 'spec.cache_limit_bytes') ?? pick(m, 'cache_limit_bytes'),
     };
   }
@@ -415,11 +415,11 @@
     const samples = model.samples.get(name) ?? [];
     const use = samples.length ? samples[samples.length - 1].cpu : null;
     const placed = pick(w, 'placement.cpus', 'cpuset', 'cpus_list');
+    const runState = pick(w, 'verdict.state', 'run.state') ?? null;
     return {
-      name, state, mem, mark: marks.get(name), runState: pick(w, 'run.state') ?? null,
-      shownState: String(pick(w, 'state') ?? state) +
-                  (pick(w, 'run.state') && pick(w, 'run.state') !== state ? ' (' + pick(w, 'run.state') + ')' : ''),
-      verdict: workloadVerdict(w), why: pick(w, 'run.message') ?? null,
+      name, state, mem, mark: marks.get(name), runState,
+      shownState: String(pick(w, 'state') ?? state) + (runState && runState !== state ? ' (' + runState + ')' : ''),
+      verdict: workloadVerdict(w), why: pick(w, 'verdict.message', 'run.message') ?? null,
       restarts: String(pick(w, 'restarts', 'restart_count') ?? 0),
       cpu: cpuText(w, use), placed: placed ? String(placed) : null,
       highlight: model.highlight === name,
