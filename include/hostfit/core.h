@@ -187,6 +187,8 @@ std::string escape_bytes(std::string_view s, bool controls = false);
 Result<std::chrono::microseconds> parse_duration(std::string_view text);
 // "2026-11-23T11:52:16.123Z": ISO 8601 in UTC with milliseconds, for reports and samples.
 std::string format_utc(std::chrono::system_clock::time_point t);
+// format_utc's text back; nothing for any other text.
+std::optional<std::chrono::system_clock::time_point> parse_utc(const std::string& text);
 
 // ---------------------------------------------------------------------------------------------
 // Text helpers for kernel files. All tolerate garbage: they never throw and never crash.

@@ -77,18 +77,6 @@ std::string now_utc() {
   return format_utc(std::chrono::system_clock::now());
 }
 
-std::chrono::system_clock::time_point parse_utc(const std::string& text) {
-  std::tm tm{};
-  int ms = 0;
-  if (std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) < 6) {
-    return std::chrono::system_clock::now();
-  }
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return std::chrono::system_clock::from_time_t(::timegm(&tm)) + std::chrono::milliseconds(ms);
-}
-
 std::optional<OomCounters> counters_of(CgroupDriver& driver, const Cgroup& group) {
   auto c = driver.oom_counters(group);
   return c ? std::optional<OomCounters>(*c) : std::nullopt;
@@ -588,7 +576,7 @@ void Daemon::Impl::on_main_exit(const std::shared_ptr<Workload>& w, uint64_t gen
 
   RunRecord rec;
   rec.pid = w->pid;
-  rec.started_at = parse_utc(w->run->started_at);
+  rec.started_at = parse_utc(w->run->started_at).value_or(std::chrono::system_clock::now());
   rec.ended_at = std::chrono::system_clock::now();
   rec.memory_limit_bytes = w->spec.memory_max_bytes;
   if (w->stopping) rec.forwarded_signal = SIGTERM;  // the verdict says who sent it

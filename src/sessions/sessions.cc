@@ -148,21 +148,10 @@ json to_json(const EngineInfo& e) {
 
 namespace {
 
-// format_utc's text ("2026-11-23T11:52:16.123Z") back; the epoch for anything else.
+// format_utc's text back; the epoch for anything else.
 Clock::time_point time_of(const json& j) {
   if (!j.is_string()) return {};
-  std::tm tm{};
-  int ms = 0;
-  char z = 0;
-  if (std::sscanf(j.get_ref<const std::string&>().c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c",
-                  &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms,
-                  &z) != 8 ||
-      z != 'Z') {
-    return {};
-  }
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return Clock::from_time_t(::timegm(&tm)) + std::chrono::milliseconds(ms);
+  return parse_utc(j.get_ref<const std::string&>()).value_or(Clock::time_point{});
 }
 
 std::string text_of(const json& j, const char* key) {

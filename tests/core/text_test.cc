@@ -50,6 +50,9 @@ TEST(TextTest, UtcTimesAreIso8601WithMilliseconds) {
   const auto t = std::chrono::system_clock::time_point(std::chrono::milliseconds(1795434736123));
   EXPECT_EQ(format_utc(t), "2026-11-23T11:52:16.123Z");
   EXPECT_EQ(format_utc(std::chrono::system_clock::time_point{}), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(parse_utc(format_utc(t)), t);
+  for (const char* bad : {"", "2026-11-23", "2026-11-23T11:52:16Z", "2026-11-23T11:52:16.123+01"})
+    EXPECT_FALSE(parse_utc(bad)) << bad;
 }
 
 TEST(TextTest, SplitKeepsEmptyFieldsSplitWhitespaceDropsThem) {
