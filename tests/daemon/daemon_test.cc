@@ -669,45 +669,6 @@ TEST_F(DaemonTest, RuntimeAndPluginsSizePlaceholdersAsRunDoes) {
   EXPECT_NE(bad.body.find("jvm"), std::string::npos) << bad.body;
 }
 
-// The daemon places around other tools' pins as `hostfit place` does, and `hostfit place --show`
-// reads the daemon's ledger when a daemon runs.
-TEST_F(DaemonTest, DaemonPlacementsAvoidForeignPinsAndPlaceShowAsksTheDaemon) {
-  const HostFacts self = probe_host(Sysroot("/"), ProbeTarget::self());
-  const CpuSet placeable = placeable_cpus(self);
-  if (placeable.count() < 2) GTEST_SKIP() << "needs 2 placeable CPUs";
-  ASSERT_TRUE(d().start()) << d().log();
-  const int pinned_cpu = placeable.first();
-  // Another tool's pin: a process whose affinity is one CPU (as `taskset -c N` leaves it).
-  const pid_t pinned = ::fork();
-  if (pinned == 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(pinned_cpu, &set);
-    ::sched_setaffinity(0, sizeof set, &set);
-    ::execlp("sleep", "sleep", "60", nullptr);
-    ::_exit(127);
-  }
-  ASSERT_GT(pinned, 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // exec'd, affinity set
-  auto placed = d().call("POST", "/v1/placements", {{"owner", "batch"}, {"cpus", 1}});
-  ::kill(pinned, SIGKILL);
-  ::waitpid(pinned, nullptr, 0);
-  ASSERT_EQ(placed.status, 201) << placed.body;
-  EXPECT_NE(placed.json()["cpus"], std::to_string(pinned_cpu))
-      << "placed on the CPU another process is pinned to: " << placed.body;
-
-  const std::vector<std::string> env = {"HOSTFIT_SOCKET=" + d().socket(), "HOSTFIT_LEDGER="};
-  auto show = fixtures::run_command({HOSTFIT_BIN, "place", "--show", "-o", "json"}, env);
-  ASSERT_EQ(show.exit_code, 0) << show.err;
-  const json j = json::parse(show.out);
-  EXPECT_EQ(j["ledger"], "daemon " + d().socket()) << show.out;
-  bool batch = false;
-  for (const auto& n : j["nodes"]) {
-    if (n["holders"].contains("batch")) batch = true;
-  }
-  EXPECT_TRUE(batch) << show.out;
-}
-
 // An adopted workload is not the new daemon's child; on Linux 6.15+ the pidfd it holds still gives
 // the exit status (PIDFD_INFO_EXIT), so the verdict is EXITED(3), not EXITED(?).
 TEST_F(DaemonTest, AnAdoptedWorkloadThatExitsGetsItsExitCodeWhereTheKernelKeepsIt) {
