@@ -590,7 +590,12 @@ struct Sessions::Impl {
     e->launch_timer.async_wait([this, token, id](const boost::system::error_code& ec) {
       if (!ec && !token.expired()) launch_timed_out(id);
     });
-    e->probe = std::make_shared<ReadinessProbe>(io, e->target, [this, token, id] {
+    start_probe(e);
+  }
+
+  void start_probe(const std::shared_ptr<Engine>& e) {
+    std::weak_ptr<bool> token = alive;
+    e->probe = std::make_shared<ReadinessProbe>(io, e->target, [this, token, id = e->info.id] {
       if (!token.expired()) engine_ready(id);
     });
     e->probe->start();
@@ -607,6 +612,12 @@ struct Sessions::Impl {
     if (!e) return;
     e->info.started_at = Clock::now();
     record(*e);
+    // The probe has slowed to its longest pause while the init command ran: checked again from
+    // its shortest, so ready_at tells the server's start and not the probe's pace.
+    if (e->info.state == EngineState::kLaunching && e->probe) {
+      e->probe->cancel();
+      start_probe(e);
+    }
   }
 
   void engine_ready(const std::string& id) {
