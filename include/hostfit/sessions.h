@@ -152,6 +152,8 @@ struct EngineWatch {
   // The group's OOM kill counter rose and no log has named the victim yet: the main process or
   // another one. An engine that fails on any OOM kill fails on this.
   std::function<void(const Verdict&)> on_oom_counted{};
+  // Optional: the init command has ended and the main process is started now.
+  std::function<void()> on_started{};
 };
 
 struct LaunchedEngine {
@@ -224,7 +226,9 @@ struct EngineInfo {
   std::string stop_cause{};               // "", "idle", "killed", "closed", "oom", "launch_timeout"
   std::optional<Verdict> verdict{};       // ENDED: STOPPED(idle) for an idle stop, else the host's
   std::optional<Verdict> exit_verdict{};  // ENDED: the host's verdict, always
-  std::chrono::system_clock::time_point launched_at{}, ready_at{}, ended_at{};
+  // launched_at: launch asked of the host; started_at: its main process started (after the init
+  // command, when one ran; else launched_at); ready_at: readiness seen.
+  std::chrono::system_clock::time_point launched_at{}, started_at{}, ready_at{}, ended_at{};
 };
 nlohmann::json to_json(const EngineInfo& e);
 Result<EngineInfo> engine_from_json(const nlohmann::json& j);

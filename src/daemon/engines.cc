@@ -264,6 +264,9 @@ class DaemonEngineHost : public sessions::EngineHost {
           end_without_run(
               engine.name,
               Verdict{.state = "FAILED", .text = "FAILED", .message = st.error().message});
+        } else if (auto it = watches_.find(engine.name);
+                   it != watches_.end() && it->second.on_started) {
+          it->second.on_started();
         }
       });
       return;

@@ -142,6 +142,7 @@ json to_json(const EngineInfo& e) {
           {"verdict", e.verdict ? to_json(*e.verdict) : json(nullptr)},
           {"exit_verdict", e.exit_verdict ? to_json(*e.exit_verdict) : json(nullptr)},
           {"launched_at", time_json(e.launched_at)},
+          {"started_at", time_json(e.started_at)},
           {"ready_at", time_json(e.ready_at)},
           {"ended_at", time_json(e.ended_at)}};
 }
@@ -242,6 +243,8 @@ Result<EngineInfo> engine_from_json(const json& j) {
   if (auto v = j.find("verdict"); v != j.end()) e.verdict = verdict_of(*v);
   if (auto v = j.find("exit_verdict"); v != j.end()) e.exit_verdict = verdict_of(*v);
   e.launched_at = time_of(j.value("launched_at", json()));
+  e.started_at = time_of(j.value("started_at", json()));
+  if (e.started_at == std::chrono::system_clock::time_point{}) e.started_at = e.launched_at;
   e.ready_at = time_of(j.value("ready_at", json()));
   e.ended_at = time_of(j.value("ended_at", json()));
   return e;
@@ -524,6 +527,10 @@ struct Sessions::Impl {
                        .on_oom_counted =
                            [this, token, id](const Verdict& v) {
                              if (!token.expired()) engine_oom_counted(id, v);
+                           },
+                       .on_started =
+                           [this, token, id] {
+                             if (!token.expired()) engine_started(id);
                            }};
   }
 
@@ -554,9 +561,9 @@ struct Sessions::Impl {
       if (!socket) return fail(socket.error().wrap("cannot launch engine '" + id + "'"));
       e->info.endpoint.socket = *socket;
     }
+    e->info.launched_at = e->info.started_at = Clock::now();
     auto launched = host.launch(*spec, watch_for(id));
     if (!launched) return fail(launched.error().wrap("cannot launch engine '" + id + "'"));
-    e->info.launched_at = Clock::now();
     engines[id] = e;
     pool.push_back(e);
     await_ready(e, *launched, t->launch_timeout);
@@ -583,7 +590,12 @@ struct Sessions::Impl {
     e->launch_timer.async_wait([this, token, id](const boost::system::error_code& ec) {
       if (!ec && !token.expired()) launch_timed_out(id);
     });
-    e->probe = std::make_shared<ReadinessProbe>(io, e->target, [this, token, id] {
+    start_probe(e);
+  }
+
+  void start_probe(const std::shared_ptr<Engine>& e) {
+    std::weak_ptr<bool> token = alive;
+    e->probe = std::make_shared<ReadinessProbe>(io, e->target, [this, token, id = e->info.id] {
       if (!token.expired()) engine_ready(id);
     });
     e->probe->start();
@@ -592,6 +604,20 @@ struct Sessions::Impl {
   std::shared_ptr<Engine> find(const std::string& id) {
     auto it = engines.find(id);
     return it == engines.end() ? nullptr : it->second;
+  }
+
+  // Its init command ended and its main process started: recorded for the launch's split.
+  void engine_started(const std::string& id) {
+    auto e = find(id);
+    if (!e) return;
+    e->info.started_at = Clock::now();
+    record(*e);
+    // The probe has slowed to its longest pause while the init command ran: checked again from
+    // its shortest, so ready_at tells the server's start and not the probe's pace.
+    if (e->info.state == EngineState::kLaunching && e->probe) {
+      e->probe->cancel();
+      start_probe(e);
+    }
   }
 
   void engine_ready(const std::string& id) {

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "../daemon/daemon_harness.h"
+#include "hostfit/core.h"
 
 namespace hostfit {
 namespace {
@@ -149,6 +150,27 @@ TEST_F(DaemonSessionsTest, InitRunsOnceBeforeTheFirstLaunchAndItsFailureFailsThe
   EXPECT_EQ(f["error"].get<std::string>().find("init command ended EXITED(4)") != std::string::npos,
             true)
       << f.dump();
+}
+
+// The launch's split: launched_at, then started_at when the init command has ended (it sleeps
+// 300 ms), then ready_at.
+TEST_F(DaemonSessionsTest, StartedAtFollowsTheInitCommandAndPrecedesReadiness) {
+  json t = {{"name", "slowinit"},
+            {"argv", {TEST_ENGINE_BIN, "--port", "{port}"}},
+            {"init", {"sh", "-c", "sleep 0.3 && mkdir \"$0\"", "{data_dir}"}}};
+  ASSERT_EQ(d().call("POST", "/v1/engines", t).status, 201);
+  const json s = open("slowinit");
+  ASSERT_EQ(s["state"], "OPEN") << s.dump();
+  const json e = d().call("GET", "/v1/engines").json()["engines"][0];
+  const auto time = [&](const char* k) {
+    auto t = e[k].is_string() ? parse_utc(e[k].get<std::string>()) : std::nullopt;
+    EXPECT_TRUE(t.has_value()) << k << ": " << e.dump();
+    return t.value_or(std::chrono::system_clock::time_point{});
+  };
+  const auto launched = time("launched_at"), started = time("started_at"), ready = time("ready_at");
+  EXPECT_LE(launched, started) << e.dump();
+  EXPECT_LE(started, ready) << e.dump();
+  EXPECT_GE(started - launched, std::chrono::milliseconds(300)) << e.dump();
 }
 
 TEST_F(DaemonSessionsTest, BadRequestsAreRefusedWithTheirReason) {

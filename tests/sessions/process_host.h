@@ -13,6 +13,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
 #include <cstring>
@@ -45,7 +46,8 @@ class ProcessHost : public EngineHost {
   std::vector<EngineLaunch> launches;  // every launch, in order
 
   Result<LaunchedEngine> launch(const EngineLaunch& l, EngineWatch watch) override {
-    if (!l.init.empty() && !std::filesystem::exists(l.data_dir)) {
+    const bool init = !l.init.empty() && !std::filesystem::exists(l.data_dir);
+    if (init) {
       auto st = run_init(l);
       if (!st) return fail(st.error());
     }
@@ -64,6 +66,7 @@ class ProcessHost : public EngineHost {
     procs_[l.engine] = p;
     launches.push_back(l);
     arm(l.engine, p);
+    if (init && p->watch.on_started) boost::asio::post(io_, p->watch.on_started);
     return LaunchedEngine{.stdout_path = out, .stdout_offset = offset};
   }
 
