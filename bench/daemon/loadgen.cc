@@ -4,6 +4,7 @@
 // hostfit-loadgen --wait SOCKET SECONDS: tries `GET /healthz` every 0.2 ms until it answers 200
 // (exit 0) or SECONDS pass (exit 1), for timing a restart without a process per attempt.
 // Plain blocking sockets and threads: the load generator should cost less than what it measures.
+// One request in flight per connection, so an answer is never followed by the next one's bytes.
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -35,34 +36,33 @@ int connect_to(const char* path) {
 }
 
 // Reads one response with a Content-Length body; its status, or -1 when the connection ended.
-// The header is searched for once and the body then counted, not searched: a 1 MB answer must
-// cost the load generator one pass over its bytes, not one per chunk received.
-int read_response(int fd, std::string& buffer, size_t* bytes) {
-  char chunk[65536];
-  size_t scanned = 0;  // bytes of buffer searched for the end of the header so far
+// Only the header is kept and searched; the body is received into a scratch buffer and counted,
+// so a 256 KiB answer costs the load generator one copy out of the socket and nothing more.
+int read_response(int fd, std::string& header, size_t* bytes) {
+  static thread_local std::vector<char> scratch(1 << 20);
   size_t end = std::string::npos;
-  size_t length = 0;
-  while (true) {
-    if (end == std::string::npos) {
-      end = buffer.find("\r\n\r\n", scanned > 3 ? scanned - 3 : 0);
-      scanned = buffer.size();
-      if (end != std::string::npos) {
-        for (size_t at = buffer.find('\n'); at < end; at = buffer.find('\n', at + 1)) {
-          if (strncasecmp(buffer.c_str() + at + 1, "content-length:", 15) == 0)
-            length = std::strtoul(buffer.c_str() + at + 16, nullptr, 10);
-        }
-      }
-    }
-    if (end != std::string::npos && buffer.size() >= end + 4 + length) {
-      const int status = std::atoi(buffer.c_str() + 9);
-      *bytes += end + 4 + length;
-      buffer.erase(0, end + 4 + length);
-      return status;
-    }
-    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+  while (end == std::string::npos) {
+    const ssize_t n = ::recv(fd, scratch.data(), scratch.size(), 0);
     if (n <= 0) return -1;
-    buffer.append(chunk, static_cast<size_t>(n));
+    const size_t scanned = header.size();
+    header.append(scratch.data(), static_cast<size_t>(n));
+    end = header.find("\r\n\r\n", scanned > 3 ? scanned - 3 : 0);
   }
+  size_t length = 0;
+  for (size_t at = header.find('\n'); at < end; at = header.find('\n', at + 1)) {
+    if (strncasecmp(header.c_str() + at + 1, "content-length:", 15) == 0)
+      length = std::strtoul(header.c_str() + at + 16, nullptr, 10);
+  }
+  const int status = std::atoi(header.c_str() + 9);
+  size_t have = header.size() - (end + 4);  // body bytes that came with the header
+  while (have < length) {
+    const ssize_t n = ::recv(fd, scratch.data(), std::min(scratch.size(), length - have), 0);
+    if (n <= 0) return -1;
+    have += static_cast<size_t>(n);
+  }
+  *bytes += end + 4 + length;
+  header.clear();  // one request at a time: nothing follows this answer
+  return status;
 }
 
 struct Client {

@@ -41,7 +41,12 @@ struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // When set, sent instead of `body`, without a copy: a large answer a handler keeps cached and
+  // hands to many clients at once (the server holds it until the answer is written).
+  std::shared_ptr<const std::string> shared_body;
   std::map<std::string, std::string> headers;  // extra headers (Set-Cookie, Cache-Control, ...)
+
+  std::string_view payload() const { return shared_body ? *shared_body : body; }
 };
 
 // {"error": message, "detail": detail} with the given status. Every API error has this shape.

@@ -37,6 +37,7 @@ constexpr std::size_t kHeaderLimitBytes = 16 * 1024;
 constexpr std::chrono::seconds kDrainTime{2};
 constexpr std::chrono::milliseconds kAcceptRetry{100};
 constexpr std::chrono::seconds kLongPollGrace{1};
+constexpr int kUnixSendBuffer = 1 << 20;
 
 class SessionBase {
  public:
@@ -222,6 +223,21 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     started_ = Clock::now();
     const std::uint64_t seq = ++seq_;
     waiting_ = true;
+    auto done = std::make_shared<bool>(false);
+    std::weak_ptr<Session> weak = this->shared_from_this();
+    Reply reply = [weak, seq, done](Response response) {
+      if (*done) return;
+      *done = true;
+      if (auto self = weak.lock()) self->answer(seq, std::move(response));
+    };
+    core_->router->dispatch(std::move(r), std::move(reply));
+    // Most handlers answer before they return; only one that answers later (a long poll) needs
+    // the watch for a client that hangs up and the deadline.
+    if (waiting_ && seq == seq_ && !closing_) wait_for_handler(seq);
+  }
+
+  void wait_for_handler(std::uint64_t seq) {
+    handler_pending_ = true;
     watch_peer(seq);
     long_poll_timer_.expires_after(core_->options.max_long_poll + kLongPollGrace);
     long_poll_timer_.async_wait([self = this->shared_from_this(), seq](beast::error_code ec) {
@@ -231,14 +247,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
           error(504, "the handler did not answer in time",
                 nlohmann::json{{"max_long_poll_ms", self->core_->options.max_long_poll.count()}}));
     });
-    auto done = std::make_shared<bool>(false);
-    std::weak_ptr<Session> weak = this->shared_from_this();
-    Reply reply = [weak, seq, done](Response response) {
-      if (*done) return;
-      *done = true;
-      if (auto self = weak.lock()) self->answer(seq, std::move(response));
-    };
-    core_->router->dispatch(std::move(r), std::move(reply));
   }
 
   // While a handler works, a client that hangs up is noticed: its request is dropped, and the
@@ -264,22 +272,27 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void answer(std::uint64_t seq, Response response) {
     if (!waiting_ || seq != seq_ || closing_) return;
     waiting_ = false;
-    long_poll_timer_.cancel();
-    beast::error_code ec;
-    stream_.socket().cancel(ec);  // the peer watch
+    if (handler_pending_) {
+      handler_pending_ = false;
+      long_poll_timer_.cancel();
+      beast::error_code ec;
+      stream_.socket().cancel(ec);  // the peer watch
+    }
     record(core_->stats, key_, response.status, Clock::now() - started_);
     send(std::move(response), keep_alive_);
   }
 
   void send(Response response, bool keep_alive) {
+    answer_ = std::move(response);
     auto& res = response_.emplace();
     res.version(11);
-    res.result(static_cast<unsigned>(response.status));
+    res.result(static_cast<unsigned>(answer_.status));
     res.set(http::field::server, "hostfit");
-    res.set(http::field::content_type, response.content_type);
-    for (const auto& [name, value] : response.headers)
+    res.set(http::field::content_type, answer_.content_type);
+    for (const auto& [name, value] : answer_.headers)
       res.set(name, value);
-    res.body() = std::move(response.body);
+    const std::string_view payload = answer_.payload();  // answer_ keeps it alive until written
+    res.body() = {payload.data(), payload.size()};
     res.keep_alive(keep_alive && !core_->closed);
     res.prepare_payload();
     // A client that does not read its answer is given as long as one that does not send.
@@ -294,6 +307,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (ec || closing_) return shut();
     if (!response_->keep_alive()) return drain();
     response_.reset();
+    answer_ = {};
     read_header();
   }
 
@@ -313,7 +327,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   net::steady_timer long_poll_timer_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  std::optional<http::response<http::string_body>> response_;
+  Response answer_;  // what response_'s body points into
+  std::optional<http::response<http::span_body<const char>>> response_;
   std::array<char, 16 * 1024> drain_buffer_;
   std::string key_;
   Clock::time_point started_;
@@ -321,6 +336,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   bool over_tcp_ = false;
   bool keep_alive_ = true;
   bool waiting_ = false;
+  bool handler_pending_ = false;  // a handler answers later: peer watch and deadline are armed
   bool closing_ = false;
 };
 
@@ -339,6 +355,13 @@ void accept_next(std::shared_ptr<Core> core, std::shared_ptr<typename Protocol::
           return;
         }
         close_on_exec(socket.native_handle());
+        if constexpr (std::is_same_v<Protocol, Local>) {
+          // A Unix socket's answer waits in the sender's buffer (wmem_default, 208 KiB here):
+          // a larger one takes a list of 1,000 workloads in one write instead of several
+          // rounds through the loop. The kernel caps the request at net.core.wmem_max.
+          beast::error_code ignored;
+          socket.set_option(net::socket_base::send_buffer_size(kUnixSendBuffer), ignored);
+        }
         if (core->sessions.size() >= core->options.max_connections) {
           beast::error_code ignored;
           socket.close(ignored);

@@ -161,7 +161,7 @@ struct Daemon::Impl {
   // changes, the body joined again only when some element or the set of workloads changed.
   uint64_t list_version = 1;
   uint64_t list_body_version = 0;
-  std::string list_body;
+  std::shared_ptr<const std::string> list_body;  // answers being written hold older ones
 
   // daemon.cc: lifecycle of workload runs
   Status adopt_or_close(const RunRow& run);
@@ -216,7 +216,7 @@ struct Daemon::Impl {
   // Marks what GET /v1/workloads says of `w` (or of the set of workloads, w == nullptr) as
   // changed. Every change to a workload's phase, pid, run, restarts, spec or sample calls it.
   void changed(Workload* w);
-  const std::string& workloads_body();
+  std::shared_ptr<const std::string> workloads_body();
   std::string metrics_text();
 
   // events

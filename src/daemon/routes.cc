@@ -180,11 +180,11 @@ void Daemon::Impl::changed(Workload* w) {
   ++list_version;
 }
 
-const std::string& Daemon::Impl::workloads_body() {
-  if (list_body_version == list_version) return list_body;
+std::shared_ptr<const std::string> Daemon::Impl::workloads_body() {
+  if (list_body && list_body_version == list_version) return list_body;
   std::optional<std::vector<HoldRow>> holds;  // read only when an element is rebuilt
-  std::string body = "{\"workloads\":[";
-  body.reserve(list_body.size() + 64);
+  auto body = std::make_shared<std::string>("{\"workloads\":[");
+  body->reserve(list_body ? list_body->size() + 64 : 0);
   bool first = true;
   for (auto& [name, w] : workloads) {
     if (w->list_entry_stale) {
@@ -193,11 +193,11 @@ const std::string& Daemon::Impl::workloads_body() {
           list_entry_json(*w, *holds).dump(-1, ' ', false, json::error_handler_t::replace);
       w->list_entry_stale = false;
     }
-    if (!first) body += ',';
+    if (!first) *body += ',';
     first = false;
-    body += w->list_entry;
+    *body += w->list_entry;
   }
-  body += "]}";
+  *body += "]}";
   list_body = std::move(body);
   list_body_version = list_version;
   return list_body;
@@ -334,7 +334,7 @@ void Daemon::Impl::add_routes(api::Router& router) {
 
   router.add("GET", "/v1/workloads", [this](const api::Request&, api::Reply reply) {
     api::Response r;
-    r.body = workloads_body();
+    r.shared_body = workloads_body();  // shared with answers still being written
     reply(std::move(r));
   });
 

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "files.h"
 #include "hostfit/cgroup.h"
 #include "sysroot_builder.h"
 
@@ -14,20 +15,11 @@ namespace {
 
 using fixtures::CgroupLayout;
 using fixtures::Shape;
+using fixtures::slurp;
+using fixtures::spit;
 using fixtures::TempDir;
 
 constexpr pid_t kFixturePid = 4242;  // the process the generator puts in the leaf
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void spit(const std::filesystem::path& p, const std::string& text) {
-  std::ofstream(p) << text;
-}
 
 struct Tree {
   TempDir dir;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,17 +17,20 @@
 #include <thread>
 #include <vector>
 
+#include "files.h"
 #include "hostfit/api.h"
 
 namespace hostfit::testing {
 
 using nlohmann::json;
 
-inline std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+using fixtures::slurp;
+
+// The running test's name after `prefix`, cut to 24 characters: a daemon's cgroup parent and
+// workload names are made from it, and must stay short.
+inline std::string test_name(std::string_view prefix = "") {
+  const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  return std::string(prefix) + name.substr(0, 24 - prefix.size());
 }
 
 // Every directory named `cgroup` (a path inside the hierarchies) in the mounted hierarchies.

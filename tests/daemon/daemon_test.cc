@@ -23,11 +23,7 @@ namespace {
 
 using testing::DaemonProcess;
 using testing::json;
-
-std::string test_name() {
-  std::string n = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  return n.substr(0, 24);
-}
+using testing::test_name;
 
 json sleeper(const std::string& name, json extra = json::object()) {
   json j = {{"name", name}, {"argv", {"sleep", "1000"}}, {"memory", "64Mi"}};

@@ -9,26 +9,17 @@
 #include <sstream>
 #include <thread>
 
+#include "files.h"
 #include "place_fixtures.h"
 
 namespace hostfit {
 namespace {
 
+using fixtures::slurp;
+using fixtures::spit;
 using ::testing::HasSubstr;
 using testing_place::make_machine;
 using testing_place::shape;
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void spit(const std::filesystem::path& p, const std::string& text) {
-  std::ofstream out(p);
-  out << text;
-}
 
 TEST(LedgerTest, SavedLedgerLoadsBackTheSameHolds) {
   fixtures::TempDir dir;

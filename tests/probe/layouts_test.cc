@@ -7,6 +7,7 @@
 #include <functional>
 #include <sstream>
 
+#include "files.h"
 #include "hostfit/probe.h"
 #include "sysroot_builder.h"
 
@@ -17,6 +18,7 @@ using fixtures::CgroupLayout;
 using fixtures::CgroupLevel;
 using fixtures::CgroupMountCopy;
 using fixtures::Shape;
+using fixtures::slurp;
 
 constexpr std::string_view kId = "8f4d5c9e2b7a1f3e6d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e";
 constexpr uint64_t kMiB = uint64_t{1} << 20;
@@ -513,13 +515,6 @@ std::vector<Layout> layouts() {
 }
 
 class LayoutTest : public ::testing::TestWithParam<Layout> {};
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 TEST_P(LayoutTest, EffectiveCpusBindingMemoryLimitAndDirectories) {
   const Layout& layout = GetParam();

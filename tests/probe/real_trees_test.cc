@@ -8,20 +8,15 @@
 #include <sstream>
 
 #include "command.h"
+#include "files.h"
 #include "hostfit/probe.h"
 #include "sysroot_builder.h"
 
 namespace hostfit {
 namespace {
 
+using fixtures::slurp;
 const std::filesystem::path kShared = HOSTFIT_SHARED_FIXTURES;
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // What the reference tool saw: node id -> CPUs, and every CPU.
 struct Expected {

@@ -14,11 +14,7 @@ namespace {
 
 using testing::DaemonProcess;
 using testing::json;
-
-std::string test_name() {
-  std::string n = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  return "s" + n.substr(0, 23);
-}
+using testing::test_name;
 
 // Alive and not a zombie (an engine orphaned by the first daemon is reaped by whoever is init
 // here, in its own time).
@@ -32,7 +28,7 @@ class DaemonSessionsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root to create cgroups";
-    daemon_ = std::make_unique<DaemonProcess>(test_name());
+    daemon_ = std::make_unique<DaemonProcess>(test_name("s"));
     ASSERT_TRUE(daemon_->start()) << daemon_->log();
     trigger_ = (daemon_->dir() / "hog-now").string();
   }

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "command.h"
+#include "files.h"
 #include "hostfit/cgroup.h"
 
 extern char** environ;
@@ -24,13 +25,7 @@ namespace hostfit {
 namespace {
 
 using fixtures::run_command;
-
-std::string slurp(const std::string& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using fixtures::slurp;
 
 // The directories hostfit run would use for `name`, one per hierarchy.
 std::vector<std::string> group_dirs(const std::string& name) {
