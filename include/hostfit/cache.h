@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "hostfit/cgroup.h"
 #include "hostfit/core.h"
@@ -162,6 +163,14 @@ class CacheController {
   // kernel. Errors are those of reading the group (kNotFound once it is gone); reclaim failures
   // are in stats().
   Result<MemoryBreakdown> tick();
+  // What run() does at each wake-up, for a caller with its own loop: after the kernel's report
+  // (`woken`: a descriptor of wake_fds() was readable) counts and clears it; then tick()s until
+  // usage is back under the ceiling it armed (a few times at most). Returns the last tick().
+  Result<MemoryBreakdown> step(bool woken);
+  // The descriptors that become readable (POLLIN) when cache grows past the budget (v1's usage
+  // threshold; none on v2). Owned by the controller and replaced when it re-arms: ask again
+  // after every step(), and never close them.
+  std::vector<int> wake_fds() const;
   // Samples every interval and whenever the kernel reports a crossing, in the calling thread,
   // until `stop_fd` becomes readable or the group is gone; then restores. Counts its CPU time.
   void run(int stop_fd);

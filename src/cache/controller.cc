@@ -263,6 +263,21 @@ void CacheController::reclaim(const MemoryBreakdown& now, uint64_t want_bytes) {
   }
 }
 
+Result<MemoryBreakdown> CacheController::step(bool woken) {
+  if (woken && containment_) {
+    ++stats_.events;
+    containment_->drain();
+  }
+  auto s = tick();
+  for (int i = 1; i < kMaxCatchUps && s && over_ceiling_; ++i)
+    s = tick();
+  return s;
+}
+
+std::vector<int> CacheController::wake_fds() const {
+  return containment_ ? containment_->fds() : std::vector<int>{};
+}
+
 void CacheController::run(int stop_fd) {
   // How soon this thread runs after the kernel wakes it is the bound's slack on v1, and it
   // sleeps nearly always, doing a bounded amount of work per wake-up: it asks for the lowest
@@ -285,21 +300,10 @@ void CacheController::run(int stop_fd) {
     bool woken = false;
     for (size_t i = 1; i < fds.size(); ++i)
       woken = woken || fds[i].revents != 0;
-    if (woken) {
-      ++stats_.events;
-      containment_->drain();
-    } else if (Clock::now() < next_sample) {
-      continue;
-    } else {
-      next_sample = Clock::now() + options_.interval;
-    }
-    bool gone = false;
-    for (int i = 0; i < kMaxCatchUps; ++i) {
-      const auto s = tick();
-      gone = !s && s.error().kind == ErrorKind::kNotFound;
-      if (gone || !over_ceiling_) break;
-    }
-    if (gone) break;
+    if (!woken && Clock::now() < next_sample) continue;
+    if (!woken) next_sample = Clock::now() + options_.interval;
+    const auto s = step(woken);
+    if (!s && s.error().kind == ErrorKind::kNotFound) break;  // the group is gone
   }
   if (auto st = restore(); !st) {
     ++stats_.errors;

@@ -122,12 +122,16 @@ void Daemon::Impl::check_attachment_oom(const std::shared_ptr<Attachment>& a) {
   }
 }
 
-void Daemon::Impl::arm_attachment_samples(const std::shared_ptr<Attachment>& a) {
+void Daemon::Impl::arm_attachment_samples(const std::shared_ptr<Attachment>& a, bool woken) {
   if (a->detached) return;
   const CgroupDir* memory = a->group.dir_of("memory");
   if (!memory || !root.is_dir(memory->dir)) return detach(a, "its cgroup is gone");
   if (a->cache) {
-    (void)a->cache->tick();
+    (void)a->cache_wake.step(*a->cache, woken, [this, a] {
+      if (a->detached) return;
+      a->sample_timer.cancel();
+      arm_attachment_samples(a, true);
+    });
     if (a->cache->last()) a->sample = sample_of(*a->cache->last(), *driver, a->group);
   } else if (auto now = take_sample(root, *driver, a->group)) {
     a->sample = std::move(now);
@@ -146,6 +150,7 @@ void Daemon::Impl::detach(const std::shared_ptr<Attachment>& a, const std::strin
   a->sample_timer.cancel();
   a->recheck_timer.cancel();
   if (a->oom.fd) a->oom.fd->close();
+  a->cache_wake.let_go();
   if (a->cache) (void)a->cache->stop();
   (void)store->transaction([&](Store& s) -> Status {
     if (auto st = s.delete_attachment(a->row.name); !st) return st;

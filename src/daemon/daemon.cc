@@ -509,11 +509,42 @@ void Daemon::Impl::check_oom(const std::shared_ptr<Workload>& w, uint64_t genera
   }
 }
 
-void Daemon::Impl::arm_samples(const std::shared_ptr<Workload>& w) {
+Result<MemoryBreakdown> CacheWake::step(CacheController& cache, bool woken,
+                                        std::function<void()> on_wake) {
+  // The interval's step can come first when both are due: a report waiting on the descriptor
+  // is the kernel's all the same, and counted as such.
+  pollfd pending{fd_.is_open() ? fd_.native_handle() : -1, POLLIN, 0};
+  woken = woken || (pending.fd >= 0 && ::poll(&pending, 1, 0) == 1);
+  let_go();
+  auto now = cache.step(woken);
+  const auto fds = cache.wake_fds();
+  if (fds.empty()) return now;
+  boost::system::error_code ec;
+  fd_.assign(fds.front(), ec);
+  if (ec) return now;  // the interval still paces it
+  fd_.async_wait(asio::posix::stream_descriptor::wait_read,
+                 [on_wake = std::move(on_wake)](const boost::system::error_code& ec) {
+                   if (!ec) on_wake();
+                 });
+  return now;
+}
+
+void CacheWake::let_go() {
+  if (!fd_.is_open()) return;
+  boost::system::error_code ec;
+  fd_.cancel(ec);
+  (void)fd_.release();
+}
+
+void Daemon::Impl::arm_samples(const std::shared_ptr<Workload>& w, bool woken) {
   const uint64_t generation = w->generation;
   std::optional<Sample> now;
   if (w->cache) {
-    (void)w->cache->tick();
+    (void)w->cache_wake.step(*w->cache, woken, [this, w, generation] {
+      if (w->generation != generation || w->phase == Phase::kStopped) return;
+      w->sample_timer.cancel();
+      arm_samples(w, true);
+    });
     if (w->cache->last() && w->group) now = sample_of(*w->cache->last(), *driver, *w->group);
   } else if (w->group) {
     now = take_sample(root, *driver, *w->group);
@@ -690,6 +721,7 @@ void Daemon::Impl::finish_run(const std::shared_ptr<Workload>& w) {
   w->pidfd.reset();
   if (w->oom.fd) w->oom.fd->close();
   w->oom = OomTracker{};
+  w->cache_wake.let_go();
   if (w->cache) (void)w->cache->stop();
   w->cache.reset();
   if (w->group) (void)driver->remove(*w->group);
@@ -1051,6 +1083,7 @@ void Daemon::shutdown() {
     if (w->pidfd) w->pidfd->close();
     if (w->oom.fd) w->oom.fd->close();
     // The cache controller restores the limits it lowered; the next daemon takes over.
+    w->cache_wake.let_go();
     if (w->cache) (void)w->cache->stop();
     // Groups stay: their workloads keep running for the next daemon.
     if (w->group) impl_->driver->settle(*w->group);
@@ -1061,6 +1094,7 @@ void Daemon::shutdown() {
     a->sample_timer.cancel();
     a->recheck_timer.cancel();
     if (a->oom.fd) a->oom.fd->close();
+    a->cache_wake.let_go();
     if (a->cache) (void)a->cache->stop();
   }
 }

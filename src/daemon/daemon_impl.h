@@ -56,9 +56,30 @@ struct OomTracker {
 enum class Phase { kStopped, kStarting, kRunning, kStopping, kBackoff };
 const char* to_string(Phase phase);
 
+// The loop's watch on a cache controller's wake-up descriptor (cgroup v1's usage threshold), so
+// that cache growing past its budget is answered when the kernel says so, not at the next
+// interval. The descriptor is the controller's: borrowed, never closed, and let go of around
+// every step because the controller replaces it when it re-arms.
+class CacheWake {
+ public:
+  explicit CacheWake(asio::io_context& io) : fd_(io) {}
+  ~CacheWake() { let_go(); }
+  CacheWake(const CacheWake&) = delete;
+  CacheWake& operator=(const CacheWake&) = delete;
+
+  // cache.step(woken); then on_wake runs on the loop when the kernel reports the next crossing.
+  Result<MemoryBreakdown> step(CacheController& cache, bool woken, std::function<void()> on_wake);
+  // Before the controller stops or goes away.
+  void let_go();
+
+ private:
+  asio::posix::stream_descriptor fd_;
+};
+
 struct Workload {
   explicit Workload(asio::io_context& io)
-      : restart_timer(io),
+      : cache_wake(io),
+        restart_timer(io),
         stop_timer(io),
         recheck_timer(io),
         sample_timer(io),
@@ -80,6 +101,7 @@ struct Workload {
   std::unique_ptr<asio::posix::stream_descriptor> pidfd;
   OomTracker oom;
   std::unique_ptr<CacheController> cache;
+  CacheWake cache_wake;  // after cache: lets go of its descriptor before the controller closes it
   bool stopping = false, escalated = false;
   std::optional<Steady::time_point> exit_seen;
   siginfo_t exit_info{};
@@ -96,11 +118,12 @@ struct Workload {
 };
 
 struct Attachment {
-  explicit Attachment(asio::io_context& io) : sample_timer(io), recheck_timer(io) {}
+  explicit Attachment(asio::io_context& io) : cache_wake(io), sample_timer(io), recheck_timer(io) {}
   AttachmentRow row;
   Cgroup group;
   OomTracker oom;
   std::unique_ptr<CacheController> cache;
+  CacheWake cache_wake;  // after cache: lets go of its descriptor before the controller closes it
   std::optional<Sample> sample;
   bool detached = false;
   asio::steady_timer sample_timer, recheck_timer;
@@ -175,7 +198,7 @@ struct Daemon::Impl {
   void check_oom(const std::shared_ptr<Workload>& w, uint64_t generation);
   void read_victims(const std::shared_ptr<Workload>& w);
   void settle_unnamed(const std::shared_ptr<Workload>& w, uint64_t generation);
-  void arm_samples(const std::shared_ptr<Workload>& w);
+  void arm_samples(const std::shared_ptr<Workload>& w, bool woken = false);
   void schedule_restart(const std::shared_ptr<Workload>& w);
   Status create_workload(const WorkloadSpec& spec, const std::string& source, bool start_now);
   Status remove_workload(const std::string& name);
@@ -190,7 +213,7 @@ struct Daemon::Impl {
   void detach(const std::shared_ptr<Attachment>& a, const std::string& why);
   void arm_attachment(const std::shared_ptr<Attachment>& a);
   void arm_attachment_oom(const std::shared_ptr<Attachment>& a);
-  void arm_attachment_samples(const std::shared_ptr<Attachment>& a);
+  void arm_attachment_samples(const std::shared_ptr<Attachment>& a, bool woken = false);
   void check_attachment_oom(const std::shared_ptr<Attachment>& a);
   Result<Cgroup> foreign_group(const std::string& cgroup_path) const;
 

@@ -145,6 +145,7 @@ json Daemon::Impl::workload_json(const Workload& w, const std::vector<HoldRow>& 
           {"memory", memory},
           {"cpu", cpu_json(w)},
           {"placement", placement_json(w, holds)},
+          {"cache", w.cache ? to_json(*w.cache) : json(nullptr)},
           {"logs",
            {{"stdout", log_path(w.spec.name, "out").string()},
             {"stderr", log_path(w.spec.name, "err").string()}}},

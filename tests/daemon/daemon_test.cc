@@ -634,6 +634,39 @@ TEST_F(DaemonTest, MemoryHighIsAppliedOnV2AndRefusedOnV1) {
   EXPECT_TRUE(found) << "no memory.high in the workload's group";
 }
 
+// On cgroup v1 the kernel reports cache growing past the budget (a usage threshold's eventfd);
+// the daemon answers that on its loop, as `hostfit run --cache-limit` does on its thread, rather
+// than at its next sample. `events` counts those wake-ups; before the loop watched them it stayed
+// 0.
+TEST_F(DaemonTest, CacheLimitIsDrivenByTheKernelsWakeUpsOnV1) {
+  const HostFacts self = probe_host(Sysroot("/"), ProbeTarget::self());
+  const ControllerPath* memory = self.cgroup.find("memory");
+  if (!memory || memory->v2) GTEST_SKIP() << "needs a cgroup v1 memory hierarchy";
+  ASSERT_TRUE(d().start()) << d().log();
+  const std::string file = (d().dir() / "data").string();
+  // Written and synced, left to the controller to bring under budget, then read back twice:
+  // each read grows the cache across the threshold the controller armed.
+  const std::string script = "dd if=/dev/zero of=" + file +
+                             " bs=1M count=96 conv=fsync 2>/dev/null && sleep 1 && cat " + file +
+                             " >/dev/null && cat " + file + " >/dev/null && touch " + file +
+                             ".done && exec sleep 1000";
+  auto r = d().call("POST", "/v1/workloads",
+                    {{"name", "cached"},
+                     {"argv", {"sh", "-c", script}},
+                     {"memory", "512Mi"},
+                     {"cache_limit", "16Mi"}});
+  ASSERT_EQ(r.status, 201) << r.body;
+  const json w = d().wait_for("/v1/workloads/cached", [&](const json& j) {
+    return std::filesystem::exists(file + ".done") && j["cache"].is_object() &&
+           j["cache"]["events"].get<int64_t>() > 0;
+  });
+  ASSERT_TRUE(w["cache"].is_object()) << w.dump();
+  EXPECT_GT(w["cache"]["events"].get<int64_t>(), 0) << w["cache"].dump();
+  EXPECT_GT(w["cache"]["reclaims"].get<int64_t>(), 0) << w["cache"].dump();
+  EXPECT_EQ(w["cache"]["method"], "memory.limit_in_bytes") << w["cache"].dump();
+  EXPECT_EQ(w["state"], "RUNNING") << w.dump();
+}
+
 // "runtime" and "plugins" size {workers} and {instances} as `hostfit run --runtime --plugins`.
 TEST_F(DaemonTest, RuntimeAndPluginsSizePlaceholdersAsRunDoes) {
   ASSERT_TRUE(d().start()) << d().log();
