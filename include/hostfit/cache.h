@@ -159,8 +159,8 @@ class CacheController {
   ~CacheController();  // stops and restores
 
   // Samples the group once, reclaims the excess when over budget and allowed, and re-arms the
-  // kernel. Errors are those of reading the group (kNotFound once it is gone); reclaim failures
-  // are in stats().
+  // kernel, in the calling thread, counting its CPU time. Errors are those of reading the group
+  // (kNotFound once it is gone); reclaim failures are in stats().
   Result<MemoryBreakdown> tick();
   // Samples every interval and whenever the kernel reports a crossing, in the calling thread,
   // until `stop_fd` becomes readable or the group is gone; then restores. Counts its CPU time.
@@ -180,6 +180,7 @@ class CacheController {
 
  private:
   CacheController(const Sysroot& root, CacheGroup group, CacheLimitOptions options);
+  Result<MemoryBreakdown> step();  // tick() without counting CPU time (run() counts its own)
   Result<MemoryBreakdown> sample();
   bool reclaim_allowed();
   void reclaim(const MemoryBreakdown& now, uint64_t want_bytes);

@@ -209,6 +209,13 @@ bool CacheController::reclaim_allowed() {
 }
 
 Result<MemoryBreakdown> CacheController::tick() {
+  const uint64_t cpu_start = thread_cpu_us();
+  auto now = step();
+  stats_.cpu_us += thread_cpu_us() - cpu_start;
+  return now;
+}
+
+Result<MemoryBreakdown> CacheController::step() {
   over_ceiling_ = false;
   auto now = sample();
   if (!now || !containment_) return now;
@@ -295,7 +302,7 @@ void CacheController::run(int stop_fd) {
     }
     bool gone = false;
     for (int i = 0; i < kMaxCatchUps; ++i) {
-      const auto s = tick();
+      const auto s = step();
       gone = !s && s.error().kind == ErrorKind::kNotFound;
       if (gone || !over_ceiling_) break;
     }
