@@ -160,12 +160,13 @@ class CacheController {
   ~CacheController();  // stops and restores
 
   // Samples the group once, reclaims the excess when over budget and allowed, and re-arms the
-  // kernel. Errors are those of reading the group (kNotFound once it is gone); reclaim failures
-  // are in stats().
+  // kernel, in the calling thread, counting its CPU time. Errors are those of reading the group
+  // (kNotFound once it is gone); reclaim failures are in stats().
   Result<MemoryBreakdown> tick();
   // What run() does at each wake-up, for a caller with its own loop: after the kernel's report
   // (`woken`: a descriptor of wake_fds() was readable) counts and clears it; then tick()s until
-  // usage is back under the ceiling it armed (a few times at most). Returns the last tick().
+  // usage is back under the ceiling it armed (a few times at most), counting its CPU time.
+  // Returns the last tick().
   Result<MemoryBreakdown> step(bool woken);
   // The descriptors that become readable (POLLIN) when cache grows past the budget (v1's usage
   // threshold; none on v2). Owned by the controller and replaced when it re-arms: ask again
@@ -189,6 +190,9 @@ class CacheController {
 
  private:
   CacheController(const Sysroot& root, CacheGroup group, CacheLimitOptions options);
+  // tick() and step() without counting CPU time (run() counts its thread's own).
+  Result<MemoryBreakdown> tick_uncounted();
+  Result<MemoryBreakdown> catch_up(bool woken);
   Result<MemoryBreakdown> sample();
   bool reclaim_allowed();
   void reclaim(const MemoryBreakdown& now, uint64_t want_bytes);

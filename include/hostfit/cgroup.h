@@ -120,9 +120,9 @@ class CgroupDriver {
   virtual Status set_limits(const Cgroup& group, const CgroupLimits& limits) = 0;
   // Moves process `pid` (0: the caller) and its threads into the group in every hierarchy.
   virtual Status attach(const Cgroup& group, pid_t pid) = 0;
-  // The real paths of the group's cgroup.procs files, for a forked child to write "0" to itself
-  // before exec.
-  virtual std::vector<std::string> procs_files(const Cgroup& group) const = 0;
+  // The real paths of the files a just-forked, single-threaded child writes "0" to, to join the
+  // group in every hierarchy before exec (v1 "tasks", v2 "cgroup.procs").
+  virtual std::vector<std::string> join_files(const Cgroup& group) const = 0;
 
   virtual Result<std::vector<pid_t>> processes(const Cgroup& group) const = 0;
   virtual Result<CgroupUsage> usage(const Cgroup& group) const = 0;

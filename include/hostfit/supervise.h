@@ -165,6 +165,11 @@ struct SuperviseHooks {
   std::function<void(const Cgroup&, pid_t)> on_running;  // the workload runs in its group now
   std::function<void(const OomEvent&)> on_oom_event;     // another process was OOM-killed
   std::function<void(const std::string&)> on_notice;     // e.g. paused at the limit, no OOM killer
+  // Called on the supervising thread 1 ms after the workload starts and then every tick_interval
+  // until it ends (never when tick_interval is zero): periodic work that needs no thread of its
+  // own, such as `run`'s memory samples without --cache-limit.
+  std::chrono::milliseconds tick_interval{0};
+  std::function<void()> on_tick;
 };
 
 // Runs spec.argv inside `group` and blocks until the main process ends. Signals listed above are

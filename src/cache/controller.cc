@@ -209,6 +209,20 @@ bool CacheController::reclaim_allowed() {
 }
 
 Result<MemoryBreakdown> CacheController::tick() {
+  const uint64_t cpu_start = thread_cpu_us();
+  auto now = tick_uncounted();
+  stats_.cpu_us += thread_cpu_us() - cpu_start;
+  return now;
+}
+
+Result<MemoryBreakdown> CacheController::step(bool woken) {
+  const uint64_t cpu_start = thread_cpu_us();
+  auto now = catch_up(woken);
+  stats_.cpu_us += thread_cpu_us() - cpu_start;
+  return now;
+}
+
+Result<MemoryBreakdown> CacheController::tick_uncounted() {
   over_ceiling_ = false;
   auto now = sample();
   if (!now || !containment_) return now;
@@ -263,14 +277,14 @@ void CacheController::reclaim(const MemoryBreakdown& now, uint64_t want_bytes) {
   }
 }
 
-Result<MemoryBreakdown> CacheController::step(bool woken) {
+Result<MemoryBreakdown> CacheController::catch_up(bool woken) {
   if (woken && containment_) {
     ++stats_.events;
     containment_->drain();
   }
-  auto s = tick();
+  auto s = tick_uncounted();
   for (int i = 1; i < kMaxCatchUps && s && over_ceiling_; ++i)
-    s = tick();
+    s = tick_uncounted();
   return s;
 }
 
@@ -302,7 +316,7 @@ void CacheController::run(int stop_fd) {
       woken = woken || fds[i].revents != 0;
     if (!woken && Clock::now() < next_sample) continue;
     if (!woken) next_sample = Clock::now() + options_.interval;
-    const auto s = step(woken);
+    const auto s = catch_up(woken);
     if (!s && s.error().kind == ErrorKind::kNotFound) break;  // the group is gone
   }
   if (auto st = restore(); !st) {

@@ -549,10 +549,15 @@ Status HierarchyDriver::attach(const Cgroup& group, pid_t pid) {
   return {};
 }
 
-std::vector<std::string> HierarchyDriver::procs_files(const Cgroup& group) const {
+std::vector<std::string> HierarchyDriver::join_files(const Cgroup& group) const {
   std::vector<std::string> files;
+  // v1: "tasks" moves the writing thread alone, which the kernel does without its global
+  // threadgroup lock; cgroup.procs takes that lock, and its write waits for an RCU grace period
+  // (6-15 ms per start on a busy 2-CPU host, issue 17 item 23). A just-cloned child has one thread,
+  // so both move the same process. v2 domain groups accept processes only through cgroup.procs.
   for (const auto& d : group.dirs)
-    files.push_back(root_.path(join_path(d.dir, cgfile::kProcs)).string());
+    files.push_back(
+        root_.path(join_path(d.dir, d.v2 ? cgfile::kProcs : cgfile::kV1Tasks)).string());
   return files;
 }
 

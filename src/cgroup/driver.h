@@ -59,7 +59,7 @@ class HierarchyDriver : public CgroupDriver {
   Result<Cgroup> create(std::string_view name) override;
   Status set_limits(const Cgroup& group, const CgroupLimits& limits) override;
   Status attach(const Cgroup& group, pid_t pid) override;
-  std::vector<std::string> procs_files(const Cgroup& group) const override;
+  std::vector<std::string> join_files(const Cgroup& group) const override;
   Result<std::vector<pid_t>> processes(const Cgroup& group) const override;
   Result<CgroupUsage> usage(const Cgroup& group) const override;
   std::optional<uint64_t> cpu_usage_us(const Cgroup& group) const override;

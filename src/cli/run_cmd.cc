@@ -173,8 +173,11 @@ int run(const RunOptions& o) {
 
   std::string name;
   SuperviseHooks hooks;
-  // The controller starts once the workload runs in its group, on a thread that inherits the
-  // stop signals blocked by run_workload; it ends by itself when the group is removed.
+  // The controller opens once the workload runs in its group. With --cache-limit it runs on a
+  // thread of its own (which inherits the stop signals blocked by run_workload), to answer the
+  // kernel's wake-ups at once; it ends by itself when the group is removed. Without one it only
+  // samples, on the waiting thread between its waits: no thread to start and join for a run
+  // shorter than a sample interval (issue 17 item 23).
   std::unique_ptr<CacheController> cache;
   hooks.on_running = [&](const Cgroup& workload, pid_t) {
     name = workload.name;  // for OOM event lines while it runs
@@ -187,8 +190,14 @@ int run(const RunOptions& o) {
       return;
     }
     cache = std::move(*controller);
-    cache->start();
+    if (cache_options->limit_bytes) cache->start();
   };
+  if (!cache_options->limit_bytes) {
+    hooks.tick_interval = cache_options->interval;
+    hooks.on_tick = [&] {
+      if (cache) (void)cache->tick();
+    };
+  }
   hooks.on_oom_event = [&](const OomEvent& e) {
     std::cerr << "hostfit: " << oom_event_line(name, e) << "\n";
   };

@@ -34,6 +34,8 @@ constexpr int kVictimGraceMs = 100;
 // After an OOM wake-up without a counted kill, re-read the counters this often for this long.
 constexpr int kRecheckPollMs = 2;
 constexpr auto kRecheckWindow = std::chrono::milliseconds(250);
+// The first SuperviseHooks::on_tick after the start, as the cache controller's thread sampled.
+constexpr auto kFirstTick = std::chrono::milliseconds(1);
 
 // Descriptors closed on scope exit.
 struct Fd {
@@ -49,6 +51,12 @@ struct Fd {
     if (fd >= 0) ::close(fd);
   }
 };
+
+// Milliseconds from now until `t`, rounded up (a poll never wakes early), at least 0.
+int ms_until(Clock::time_point t) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - Clock::now()).count();
+  return static_cast<int>(std::max<int64_t>(0, ms + 1));
+}
 
 uint64_t monotonic_us() {
   timespec ts;
@@ -286,7 +294,7 @@ Result<Spawned> spawn_in_group(CgroupDriver& driver, const Cgroup& group, const 
   if (spec.argv.empty()) return fail(ErrorKind::kUsage, "no command to run");
   // Everything the child needs is prepared before the clone: it may only make raw system calls.
   std::vector<Fd> procs;
-  for (const auto& file : driver.procs_files(group)) {
+  for (const auto& file : driver.join_files(group)) {
     Fd fd(::open(file.c_str(), O_WRONLY | O_CLOEXEC));
     if (fd.fd < 0) return fail(Error::from_errno(errno, "open", file));
     procs.push_back(std::move(fd));
@@ -457,6 +465,9 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
     return ::poll(&p, 1, timeout_ms) > 0;
   };
 
+  const bool ticking = hooks.on_tick && hooks.tick_interval.count() > 0;
+  Clock::time_point next_tick = Clock::now() + kFirstTick;
+
   siginfo_t exit_info{};
   for (;;) {
     pollfd fds[3] = {{pidfd.fd, POLLIN, 0}, {signal_fd.fd, POLLIN, 0}, {-1, POLLIN, 0}};
@@ -470,6 +481,8 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
     }
     if (recheck_until)
       timeout_ms = timeout_ms < 0 ? kRecheckPollMs : std::min(timeout_ms, kRecheckPollMs);
+    if (ticking)
+      timeout_ms = timeout_ms < 0 ? ms_until(next_tick) : std::min(timeout_ms, ms_until(next_tick));
     const int n = ::poll(fds, 3, timeout_ms);
     if (n < 0 && errno != EINTR) return fail(Error::from_errno(errno, "poll", "the workload"));
 
@@ -526,6 +539,10 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
       ::kill(pid, SIGKILL);
       for (pid_t p : driver.processes(group).value_or(std::vector<pid_t>{}))
         ::kill(p, SIGKILL);
+    }
+    if (ticking && !(fds[0].revents & POLLIN) && Clock::now() >= next_tick) {
+      hooks.on_tick();
+      next_tick = Clock::now() + hooks.tick_interval;
     }
     if (fds[0].revents & POLLIN) {
       if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd.fd), &exit_info,

@@ -226,6 +226,30 @@ TEST(RunCacheTest, TmpfsFillingIsShmemAndIsNotReclaimed) {
   EXPECT_EQ(report["oom_kills"], 0);
 }
 
+// Issue 17 item 23: without --cache-limit the samples are taken on hostfit's waiting thread (no
+// thread of its own); they still come every interval, see the workload's memory and count their
+// CPU time.
+TEST(RunCacheTest, WithoutACacheLimitTheWaitingThreadSamplesEveryInterval) {
+  const Host host;
+  if (!host.usable) GTEST_SKIP() << "needs root and a memory cgroup controller";
+  fixtures::TempDir dir;
+  const std::string report_file = (dir.path() / "r.json").string();
+  const auto r =
+      run_command({HOSTFIT_BIN, "run", "--name", "cache-sampled-" + std::to_string(::getpid()),
+                   "--memory", "512Mi", "--cache-interval", "10ms", "--report", report_file, "--",
+                   "python3", "-c", "import time; x = bytearray(64 << 20); time.sleep(0.3)"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto report = read_report(report_file);
+  ASSERT_TRUE(report.contains("cache")) << report.dump(2);
+  const auto& cache = report["cache"];
+  EXPECT_TRUE(cache["method"].is_null());
+  EXPECT_EQ(cache["interval_ms"], 10);
+  EXPECT_GE(cache["samples"].get<uint64_t>(), 5u);
+  EXPECT_GE(cache["peak"]["anon_bytes"].get<uint64_t>(), 60 * kMiB);
+  EXPECT_GT(cache["cpu_ms"].get<double>(), 0.0);
+  EXPECT_NE(r.err.find("sampled every 10 ms ("), std::string::npos) << r.err;
+}
+
 TEST(RunCacheTest, BadCacheFlagsAreUsageErrorsAndNothingRuns) {
   fixtures::TempDir dir;
   const std::string marker = (dir.path() / "ran").string();

@@ -47,7 +47,7 @@ class RealCgroupTest : public ::testing::Test {
 
   // A child that joins the group and then runs `body` (which must not return normally).
   pid_t spawn_in(const Cgroup& g, void (*body)()) {
-    const auto files = driver_->procs_files(g);
+    const auto files = driver_->join_files(g);
     const pid_t pid = ::fork();
     if (pid == 0) {
       for (const auto& f : files) {

@@ -301,7 +301,7 @@ TEST_F(DaemonTest, AnAttachedCgroupGetsItsOomEventAndIsDetachedWhenItGoes) {
 
   const pid_t child = ::fork();
   if (child == 0) {
-    for (const auto& f : (*driver)->procs_files(*group)) {
+    for (const auto& f : (*driver)->join_files(*group)) {
       std::ofstream(f) << "0";
     }
     ::execlp("python3", "python3", "-c", "bytearray(256 << 20)", nullptr);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -78,6 +79,67 @@ TEST_F(SuperviseTest, AGroupTheChildCannotJoinIsAnErrorNotAFailedCommand) {
   ASSERT_FALSE(r) << "state " << r->state_text();
   EXPECT_NE(r.error().message.find("cannot start the workload in its cgroup"), std::string::npos)
       << r.error().message;
+}
+
+// Issue 17 item 23: on v1 the child joins through "tasks" (itself alone, which the kernel does
+// without its global threadgroup lock); it has one thread then, so the whole workload, every
+// thread it starts after exec included, is in the group in every hierarchy.
+TEST_F(SuperviseTest, EveryThreadOfTheWorkloadIsInItsGroupInEveryHierarchy) {
+  const Cgroup& g = group();
+  char out_template[] = "/tmp/hostfit-threads-XXXXXX";
+  const int fd = ::mkstemp(out_template);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  const std::string out = out_template;
+  SpawnSpec spec{.argv = {"python3", "-c",
+                          "import glob, threading\n"
+                          "e = threading.Event(); threading.Thread(target=e.wait).start()\n"
+                          "for f in sorted(glob.glob('/proc/self/task/*/cgroup')):\n"
+                          "    print(f.split('/')[4], open(f).read().replace('\\n', ' '))\n"
+                          "e.set()"},
+                 .env = environment(),
+                 .stdout_path = out};
+  auto r = supervise(root_, *driver_, g, spec);
+  std::ifstream in(out);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(line);
+  std::filesystem::remove(out);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->state_text(), "EXITED(0)");
+  ASSERT_EQ(lines.size(), 2u);  // the main thread and the one still waiting
+  for (const auto& line : lines) {
+    for (const auto& d : g.dirs) {
+      // "4:memory:/a/hostfit/s-1-1" (v1) or "0::/a/hostfit/s-1-1" (v2)
+      const std::string entry = ":" + d.cgroup + " ";
+      EXPECT_NE(line.find(entry), std::string::npos)
+          << d.hierarchy << " " << entry << " in " << line;
+    }
+  }
+}
+
+// Issue 17 item 23: periodic work on the waiting thread (run's memory samples without
+// --cache-limit) instead of a thread of its own.
+TEST_F(SuperviseTest, OnTickRunsOnTheSupervisingThreadWhileTheWorkloadRuns) {
+  int ticks = 0;
+  bool elsewhere = false;
+  const auto self = std::this_thread::get_id();
+  SuperviseHooks hooks;
+  hooks.tick_interval = std::chrono::milliseconds(20);
+  hooks.on_tick = [&] {
+    ++ticks;
+    elsewhere |= std::this_thread::get_id() != self;
+  };
+  const RunRecord r = run(group(), {"sleep", "0.3"}, hooks);
+  EXPECT_EQ(r.state_text(), "EXITED(0)");
+  EXPECT_GE(ticks, 2);  // at 1 ms, then every 20 ms of 300
+  EXPECT_FALSE(elsewhere);
+
+  int untimed = 0;
+  SuperviseHooks off;
+  off.on_tick = [&] { ++untimed; };  // no interval: never called
+  EXPECT_EQ(run(group(), {"sleep", "0.05"}, off).state_text(), "EXITED(0)");
+  EXPECT_EQ(untimed, 0);
 }
 
 TEST_F(SuperviseTest, PythonOver64MiIsKilledByTheOomKiller) {
