@@ -17,7 +17,10 @@ std::string memory_cgroup_of_self() {
     const auto first = line.find(':');
     const auto second = line.find(':', first + 1);
     if (second == std::string::npos) continue;
-    for (auto c : split(line.substr(first + 1, second - first - 1), ',')) {
+    // Named: split() returns views into its argument, and a temporary in the range-for's
+    // initialiser dies before the loop body runs (g++ 12 predates C++23's lifetime extension).
+    const std::string controllers = line.substr(first + 1, second - first - 1);
+    for (auto c : split(controllers, ',')) {
       if (c == "memory") return line.substr(second + 1);
     }
   }
