@@ -247,6 +247,12 @@ Result<PreparedCommand> prepare_command(const HostFacts& self, const Cgroup& gro
                                         const std::vector<std::string>& env,
                                         const WorkloadShape& shape, bool export_env);
 
+// kUsage when memory.high is asked of a host whose memory controller is cgroup v1. `setting`
+// names it as the caller's input does ("--memory-high", "\"memory_high\""), `hard_limit` the
+// setting to use instead.
+Status check_memory_high_supported(const CgroupFacts& cgroup, std::string_view setting,
+                                   std::string_view hard_limit);
+
 // Checks a request against what hostfit itself may use (`self`, from probe_host of "/proc/self")
 // before anything is created. kUsage errors name the flag, the value and what is accepted.
 Status validate_request(const HostFacts& self, const WorkloadRequest& request);

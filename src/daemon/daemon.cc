@@ -887,13 +887,8 @@ Status Daemon::Impl::create_workload(const WorkloadSpec& spec, const std::string
                                      bool start_now) {
   // What parses but this host cannot do is refused now, not found out at every start.
   if (spec.memory_high_bytes) {
-    const ControllerPath* memory = self.cgroup.find("memory");
-    if (memory && !memory->v2) {
-      return fail(ErrorKind::kUsage,
-                  "bad \"memory_high\": it needs the cgroup v2 memory controller (memory.high); "
-                  "this host's memory controller is cgroup v1 at " +
-                      memory->mount_point + " (use \"memory\" for a hard limit)");
-    }
+    if (auto st = check_memory_high_supported(self.cgroup, "\"memory_high\"", "\"memory\""); !st)
+      return st;
   }
   auto w = std::make_shared<Workload>(io);
   w->spec = spec;

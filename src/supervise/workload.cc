@@ -111,6 +111,17 @@ std::vector<std::string> needed_controllers(const WorkloadRequest& r) {
 
 }  // namespace
 
+Status check_memory_high_supported(const CgroupFacts& cgroup, std::string_view setting,
+                                   std::string_view hard_limit) {
+  const ControllerPath* memory = cgroup.find("memory");
+  if (!memory || memory->v2) return {};
+  return fail(ErrorKind::kUsage,
+              std::string(setting) +
+                  " needs the cgroup v2 memory controller (memory.high); this host's memory "
+                  "controller is cgroup v1 at " +
+                  memory->mount_point + " (use " + std::string(hard_limit) + " for a hard limit)");
+}
+
 Status validate_request(const HostFacts& self, const WorkloadRequest& r) {
   if (r.argv.empty() || r.argv.front().empty()) {
     return fail(ErrorKind::kUsage, "no command given (usage: hostfit run [flags] -- CMD ARGS...)");
@@ -167,13 +178,8 @@ Status validate_request(const HostFacts& self, const WorkloadRequest& r) {
   if (auto st = check_memory_size("--memory", r.memory_max_bytes); !st) return st;
   if (auto st = check_memory_size("--memory-high", r.memory_high_bytes); !st) return st;
   if (r.memory_high_bytes) {
-    const ControllerPath* memory = self.cgroup.find("memory");
-    if (memory && !memory->v2) {
-      return fail(ErrorKind::kUsage,
-                  "--memory-high needs the cgroup v2 memory controller (memory.high); this host's "
-                  "memory controller is cgroup v1 at " +
-                      memory->mount_point + " (use --memory for a hard limit)");
-    }
+    if (auto st = check_memory_high_supported(self.cgroup, "--memory-high", "--memory"); !st)
+      return st;
   }
   if (r.pids_max && (*r.pids_max == 0 || *r.pids_max > kMaxPids)) {
     return fail(ErrorKind::kUsage, "bad --pids " + std::to_string(*r.pids_max) + ": give 1 to " +

@@ -58,6 +58,39 @@ class DaemonSessionsTest : public ::testing::Test {
     return r.json();
   }
 
+  // Why the PostgreSQL example cannot run here, or "" (Debian's postgresql package installed).
+  static std::string postgres_missing() {
+    for (const char* need : {"/usr/lib/postgresql/15/bin/postgres", "/usr/bin/psql"}) {
+      if (::access(need, X_OK) != 0)
+        return std::string("needs ") + need + " (scripts/install-deps)";
+    }
+    if (testing::slurp("/etc/passwd").find("\npostgres:") == std::string::npos)
+      return "needs the postgres user (Debian's postgresql package)";
+    return "";
+  }
+
+  // Alice's session on the example engine (examples/engines/postgres.json).
+  json open_postgres() {
+    const json t =
+        json::parse(testing::slurp(HOSTFIT_SOURCE_DIR "/examples/engines/postgres.json"));
+    EXPECT_EQ(d().call("POST", "/v1/engines", t).status, 201);
+    return open("pg", 60);
+  }
+
+  // `query` through psql at the session's endpoint: what psql printed, stderr included.
+  static std::string psql(const json& session, const std::string& query) {
+    const std::string command = "psql -h 127.0.0.1 -p " +
+                                std::to_string(session["endpoint"]["port"].get<int>()) +
+                                " -U postgres -Atc \"" + query + "\" 2>&1";
+    std::string out;
+    FILE* p = ::popen(command.c_str(), "r");
+    char buf[256];
+    while (p && std::fgets(buf, sizeof buf, p))
+      out += buf;
+    if (p) ::pclose(p);
+    return out;
+  }
+
   std::unique_ptr<DaemonProcess> daemon_;
   std::string trigger_;
 };
@@ -315,28 +348,11 @@ TEST_F(DaemonSessionsTest, TemplatesSurviveARestart) {
 // The PostgreSQL example: initdb once per key as the postgres user, psql through the endpoint,
 // and a query that blows the engine's memory limit fails its sessions with KILLED(OOM).
 TEST_F(DaemonSessionsTest, PostgresExampleServesSqlAndAnOomKilledBackendFailsItsSessions) {
-  for (const char* need : {"/usr/lib/postgresql/15/bin/postgres", "/usr/bin/psql"}) {
-    if (::access(need, X_OK) != 0) GTEST_SKIP() << "needs " << need << " (scripts/install-deps)";
-  }
-  if (testing::slurp("/etc/passwd").find("\npostgres:") == std::string::npos)
-    GTEST_SKIP() << "needs the postgres user (Debian's postgresql package)";
-  const json t = json::parse(testing::slurp(HOSTFIT_SOURCE_DIR "/examples/engines/postgres.json"));
-  ASSERT_EQ(d().call("POST", "/v1/engines", t).status, 201);
-  const json s = open("pg", 60);
+  if (const std::string why = postgres_missing(); !why.empty()) GTEST_SKIP() << why;
+  const json s = open_postgres();
   ASSERT_EQ(s["state"], "OPEN") << s.dump() << d().log();
-  const std::string psql = "psql -h 127.0.0.1 -p " +
-                           std::to_string(s["endpoint"]["port"].get<int>()) + " -U postgres -Atc ";
-  const auto sql = [&](const std::string& query) {
-    std::string out;
-    FILE* p = ::popen((psql + "\"" + query + "\" 2>&1").c_str(), "r");
-    char buf[256];
-    while (p && std::fgets(buf, sizeof buf, p))
-      out += buf;
-    if (p) ::pclose(p);
-    return out;
-  };
-  EXPECT_EQ(sql("select 6*7"), "42\n");
-  (void)sql("select length(string_agg(repeat('x', 1000000), '')) from generate_series(1, 600)");
+  EXPECT_EQ(psql(s, "select 6*7"), "42\n");
+  (void)psql(s, "select length(string_agg(repeat('x', 1000000), '')) from generate_series(1, 600)");
   const json failed = d().wait_for("/v1/sessions/" + s["id"].get<std::string>(),
                                    [](const json& j) { return j["state"] != "OPEN"; });
   EXPECT_EQ(failed["state"], "FAILED") << failed.dump();
@@ -350,35 +366,17 @@ TEST_F(DaemonSessionsTest, PostgresExampleServesSqlAndAnOomKilledBackendFailsIts
 // The same with PostgreSQL: after kill -9 of the daemon, the postmaster is adopted, alice's
 // session stays open on the same port and SQL still works through it.
 TEST_F(DaemonSessionsTest, PostgresEngineIsAdoptedAfterKillNineAndStillServesSql) {
-  for (const char* need : {"/usr/lib/postgresql/15/bin/postgres", "/usr/bin/psql"}) {
-    if (::access(need, X_OK) != 0) GTEST_SKIP() << "needs " << need << " (scripts/install-deps)";
-  }
-  if (testing::slurp("/etc/passwd").find("\npostgres:") == std::string::npos)
-    GTEST_SKIP() << "needs the postgres user (Debian's postgresql package)";
-  const json t = json::parse(testing::slurp(HOSTFIT_SOURCE_DIR "/examples/engines/postgres.json"));
-  ASSERT_EQ(d().call("POST", "/v1/engines", t).status, 201);
-  const json s = open("pg", 60);
+  if (const std::string why = postgres_missing(); !why.empty()) GTEST_SKIP() << why;
+  const json s = open_postgres();
   ASSERT_EQ(s["state"], "OPEN") << s.dump() << d().log();
   const auto pids = engine_pids(d());
-  const std::string sql = "psql -h 127.0.0.1 -p " +
-                          std::to_string(s["endpoint"]["port"].get<int>()) +
-                          " -U postgres -Atc 'select 6*7' 2>&1";
-  const auto run_sql = [&] {
-    std::string out;
-    FILE* p = ::popen(sql.c_str(), "r");
-    char buf[256];
-    while (p && std::fgets(buf, sizeof buf, p))
-      out += buf;
-    if (p) ::pclose(p);
-    return out;
-  };
-  ASSERT_EQ(run_sql(), "42\n");
+  ASSERT_EQ(psql(s, "select 6*7"), "42\n");
   d().kill9();
   ASSERT_TRUE(d().start()) << d().log();
   EXPECT_EQ(engine_pids(d()), pids);
   const json now = d().call("GET", "/v1/sessions/" + s["id"].get<std::string>()).json();
   EXPECT_EQ(now["state"], "OPEN") << now.dump();
-  EXPECT_EQ(run_sql(), "42\n");
+  EXPECT_EQ(psql(s, "select 6*7"), "42\n");
   const json again = open("pg", 60);
   EXPECT_EQ(again["engine"], s["engine"]) << again.dump();
 }
