@@ -175,6 +175,11 @@ struct Plan {
 // naming the constraint and the shortfall. Pure: no I/O.
 Result<Plan> make_plan(const HostFacts& facts, const WorkloadShape& shape);
 
+// Whether make_plan reads `facts.memory` for `shape`: only a per-instance memory, reservation or
+// map count (a sandbox runtime's, or given) has a budget to check against them. Without one the
+// probe may skip them (ProbeParts::memory).
+bool needs_memory_facts(const WorkloadShape& shape);
+
 // The machine-readable plan (keys in docs/plan.md): workers, instances, binding, budgets, ...
 nlohmann::json to_json(const Plan& plan);
 

@@ -252,6 +252,9 @@ struct HostFacts {
 struct ProbeParts {
   bool topology = true;
   bool environment = true;  // virtualization and container hints: shown by `probe` only
+  // MemoryFacts (meminfo, vm sysctls, the target's limits and maps, address width): what sizes
+  // sandbox instances. A plain run needs only the CPU and cgroup facts (see needs_memory_facts).
+  bool memory = true;
 };
 
 // Probes everything (but what `parts` leaves out: then unknown, saying so). Never fails as a

@@ -159,11 +159,13 @@ int run(const RunOptions& o) {
   if (!cache_options) return report(cache_options.error());
   request->memory_pressure = cache_options->limit_bytes.has_value();
   const Sysroot root("/");
-  // Only a placement needs the topology; without one, the probe stays off hwloc (item 23). The
-  // environment (virtualization, containers) is for `probe` to show, never used by a run.
-  const HostFacts self =
-      probe_host(root, ProbeTarget::self(),
-                 {.topology = request->placement.has_value(), .environment = false});
+  // Only a placement needs the topology, and only sandbox sizing the memory facts; without them
+  // the probe stays off hwloc and a dozen /proc files (issue 17 item 23). The environment
+  // (virtualization, containers) is for `probe` to show, never used by a run.
+  const HostFacts self = probe_host(root, ProbeTarget::self(),
+                                    {.topology = request->placement.has_value(),
+                                     .environment = false,
+                                     .memory = needs_memory_facts(request->shape)});
   if (auto st = validate_request(self, *request); !st) return report(st.error());
   if (cache_options->limit_bytes) {
     if (auto st = check_cache_limit_support(root, self.cgroup); !st) return report(st.error());

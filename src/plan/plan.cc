@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <tuple>
 
 namespace hostfit {
 namespace {
@@ -252,6 +253,13 @@ std::string hint(Constraint c) {
   }
 }
 
+// A shape's reservation, resident size and maps per instance: given, or its runtime's.
+std::tuple<uint64_t, uint64_t, uint64_t> per_instance_costs(const WorkloadShape& shape) {
+  return {shape.instance_reserve_bytes.value_or(shape.runtime.reserve_bytes),
+          shape.instance_resident_bytes.value_or(shape.runtime.resident_bytes),
+          shape.instance_maps.value_or(shape.runtime.maps)};
+}
+
 }  // namespace
 
 const char* to_string(Constraint constraint) {
@@ -293,6 +301,11 @@ const Budget* Plan::budget(Constraint constraint) const {
   return nullptr;
 }
 
+bool needs_memory_facts(const WorkloadShape& shape) {
+  const auto [reserve, resident, maps] = per_instance_costs(shape);
+  return reserve > 0 || resident > 0 || maps > 0;
+}
+
 Result<Plan> make_plan(const HostFacts& facts, const WorkloadShape& shape) {
   if (shape.min_workers < 1) {
     return fail(ErrorKind::kUsage, "--min-workers must be at least 1");
@@ -305,9 +318,8 @@ Result<Plan> make_plan(const HostFacts& facts, const WorkloadShape& shape) {
 
   Plan plan;
   plan.runtime = shape.runtime.name.empty() ? "none" : shape.runtime.name;
-  plan.reserve_bytes = shape.instance_reserve_bytes.value_or(shape.runtime.reserve_bytes);
-  plan.resident_bytes = shape.instance_resident_bytes.value_or(shape.runtime.resident_bytes);
-  plan.maps_per_instance = shape.instance_maps.value_or(shape.runtime.maps);
+  std::tie(plan.reserve_bytes, plan.resident_bytes, plan.maps_per_instance) =
+      per_instance_costs(shape);
   plan.instance_cap = shape.instance_cap ? shape.instance_cap : shape.runtime.instance_cap;
   plan.runtime_label = shape.runtime.label.empty() ? plan.runtime : shape.runtime.label;
   plan.runtime_source = shape.runtime.source;

@@ -3,6 +3,21 @@
 #include <cmath>
 
 namespace hostfit {
+namespace {
+
+constexpr std::string_view kNotProbed = "not probed (not needed here)";
+
+MemoryFacts memory_not_probed() {
+  MemoryFacts m;
+  const auto skip = [](auto&... facts) { ((facts.unknown_reason = kNotProbed), ...); };
+  skip(m.total, m.available, m.commit_limit, m.committed, m.swap_total, m.swap_free,
+       m.overcommit_memory, m.overcommit_ratio, m.thp_enabled, m.hugepages_total, m.hugepage_size,
+       m.max_map_count, m.map_count, m.address_space_used, m.page_size, m.virtual_address_bits,
+       m.rlimit_as, m.rlimit_data, m.rlimit_nofile, m.rlimit_nproc, m.kernel_release);
+  return m;
+}
+
+}  // namespace
 
 bool HostFacts::nothing_known() const {
   return !cpu.online.known() && !cpu.possible.known() && !cpu.affinity.known() &&
@@ -19,7 +34,7 @@ HostFacts probe_host(const Sysroot& root, const ProbeTarget& target, const Probe
   facts.cgroup = probe_cgroups(root, target);
   facts.cpu = probe_cpus(root, target, facts.cgroup);
   if (!parts.topology) {
-    facts.topology.unknown_reason = "not probed (not needed here)";
+    facts.topology.unknown_reason = kNotProbed;
   } else if (root.is_dir("/")) {
     facts.topology = load_topology(root);
   } else {
@@ -35,11 +50,11 @@ HostFacts probe_host(const Sysroot& root, const ProbeTarget& target, const Probe
         found, "hwloc topology (" + facts.cpu.online.unknown_reason + ")", found.to_list());
     compute_effective_cpus(facts.cpu);
   }
-  facts.memory = probe_memory(root, target);
+  facts.memory = parts.memory ? probe_memory(root, target) : memory_not_probed();
   if (parts.environment) {
     facts.environment = probe_environment(root, facts.cgroup);
   } else {
-    facts.environment.virtualization.unknown_reason = "not probed (not needed here)";
+    facts.environment.virtualization.unknown_reason = kNotProbed;
   }
 
   for (const auto& n : facts.topology.numa_nodes)
