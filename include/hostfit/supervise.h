@@ -221,8 +221,9 @@ struct WorkloadRun {
   Cgroup group;
   CgroupLimits limits;
   WorkloadSizing sizing;
-  std::vector<std::string> argv;   // after placeholder substitution
-  std::vector<std::string> swept;  // leftover groups removed at start
+  std::vector<std::string> argv;  // after placeholder substitution
+  // Leftover groups of killed runs removed: before a placement, else once the workload runs.
+  std::vector<std::string> swept;
   CgroupMode mode = CgroupMode::kNone;
   double stop_timeout_s = 0;
 };

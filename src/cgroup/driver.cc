@@ -191,10 +191,10 @@ std::vector<const Hierarchy*> HierarchyDriver::used() const {
   return out;
 }
 
-Result<std::vector<std::string>> HierarchyDriver::prepare() {
+Status HierarchyDriver::prepare() {
   // Directories made by this call, removed again (deepest first) if any step fails.
   std::vector<std::string> made_dirs;
-  const auto undo = [&](Error error) -> Result<std::vector<std::string>> {
+  const auto undo = [&](Error error) -> Status {
     for (auto it = made_dirs.rbegin(); it != made_dirs.rend(); ++it)
       (void)root_.remove_dir(*it);
     return fail(std::move(error));
@@ -225,7 +225,7 @@ Result<std::vector<std::string>> HierarchyDriver::prepare() {
     }
     if (auto st = prepare_hierarchy(h, made); !st) return undo(st.error());
   }
-  return sweep();
+  return {};
 }
 
 std::vector<std::string> HierarchyDriver::sweep() {
@@ -258,7 +258,8 @@ std::vector<std::string> HierarchyDriver::sweep() {
 
 Status HierarchyDriver::make_group_dir(const std::string& dir) {
   auto st = root_.make_dir(dir);
-  // A parent removed by another hostfit's remove_parents_if_empty() since prepare(): make it again.
+  // A parent removed by hand since prepare() (or by an older hostfit, which removed empty
+  // parents after each run): make it again.
   if (!st && st.error().sys_errno == ENOENT) {
     if (auto again = prepare(); !again) return fail(again.error());
     st = root_.make_dir(dir);
@@ -400,17 +401,6 @@ Status HierarchyDriver::enable_v2_controllers(const Hierarchy& h) {
     if (auto st = write_file(root_, dir, cgfile::kV2SubtreeControl, add); !st) return st;
   }
   return {};
-}
-
-void HierarchyDriver::remove_parents_if_empty() {
-  for (const auto& h : hierarchies_) {
-    if (!h.default_parent) continue;
-    const std::string parent = join_path(h.mount_point, h.parent);
-    // An empty v2 supervisor leaf is hostfit's own leftover; a busy one belongs to a live hostfit
-    // and makes the parent's rmdir fail, which is the answer we want.
-    (void)root_.remove_dir(join_path(parent, kSupervisorLeaf));
-    (void)root_.remove_dir(parent);
-  }
 }
 
 void HierarchyDriver::settle(const Cgroup& group) {
@@ -627,18 +617,18 @@ Result<OomCounters> HierarchyDriver::oom_counters(const Cgroup& group) const {
 }
 
 bool HierarchyDriver::still_ours(const CgroupDir& dir) const {
-  if (dir.id == FileId{}) return true;
+  if (dir.id == FileId{}) return root_.is_dir(dir.dir);
   auto now = root_.file_id(dir.dir);
   return now && *now == dir.id;
 }
 
 Status HierarchyDriver::kill_and_remove(const CgroupDir& dir) {
-  if (!root_.is_dir(dir.dir)) return {};
   const auto deadline = std::chrono::steady_clock::now() + kRemoveWait;
   for (;;) {
     // A removed directory never comes back under its id: when the path names ours before and
-    // after reading its processes, they were ours. Another hostfit's group of the same name,
-    // made after ours was removed behind our back, is never killed.
+    // after reading its processes, they were ours, and so is the empty group the rmdir removes.
+    // Another hostfit's group of the same name, made after ours was removed behind our back, is
+    // never killed nor removed.
     if (!still_ours(dir)) return {};
     auto procs = procs_of(dir.dir);
     if (!still_ours(dir)) return {};
@@ -646,8 +636,8 @@ Status HierarchyDriver::kill_and_remove(const CgroupDir& dir) {
       for (pid_t pid : *procs) {
         if (pid != self_pid_) ::kill(pid, SIGKILL);
       }
+      if (!still_ours(dir)) return {};
     }
-    if (!still_ours(dir)) return {};
     auto st = root_.remove_dir(dir.dir);
     if (st) return st;
     // EBUSY while killed processes are still exiting; anything else is final.

@@ -55,7 +55,8 @@ class HierarchyDriver : public CgroupDriver {
   HierarchyDriver(Sysroot root, std::vector<Hierarchy> hierarchies, pid_t self_pid);
 
   const std::vector<CgroupDir>& parents() const override { return parents_; }
-  Result<std::vector<std::string>> prepare() override;
+  Status prepare() override;
+  std::vector<std::string> sweep() override;
   Result<Cgroup> create(std::string_view name) override;
   Status set_limits(const Cgroup& group, const CgroupLimits& limits) override;
   Status attach(const Cgroup& group, pid_t pid) override;
@@ -66,7 +67,6 @@ class HierarchyDriver : public CgroupDriver {
   Result<OomCounters> oom_counters(const Cgroup& group) const override;
   Status remove(const Cgroup& group) override;
   void settle(const Cgroup& group) override;
-  void remove_parents_if_empty() override;
 
  protected:
   // Version-specific set-up of one hierarchy's parent chain, after its directories exist.
@@ -87,12 +87,12 @@ class HierarchyDriver : public CgroupDriver {
   // The hierarchies groups are made in, in mount order.
   std::vector<const Hierarchy*> used() const;
   Status make_group_dir(const std::string& dir);
-  std::vector<std::string> sweep();
   Status kill_and_remove(const CgroupDir& dir);
   // Why an existing group directory may not be taken over ("" when it may): processes, child
   // groups, or another live hostfit's lock on it.
   std::string busy_reason(const std::string& dir) const;
-  // Whether `dir` still names the directory create() made (true when its id is unknown).
+  // Whether `dir` still names the directory create() made (when its id is unknown: whether it is
+  // a directory).
   bool still_ours(const CgroupDir& dir) const;
 
   Sysroot root_;

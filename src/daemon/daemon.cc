@@ -1014,15 +1014,15 @@ Result<std::unique_ptr<Daemon>> Daemon::open(asio::io_context& io, DaemonOptions
     w->restarts = row.restarts;
     d.workloads[row.name] = w;
   }
-  // Adopt before prepare(): prepare sweeps empty groups, and an ended run's group still holds
-  // the counters its verdict needs.
+  // Adopt before the sweep, which removes empty groups: an ended run's group still holds the
+  // counters its verdict needs.
   auto open_runs = d.store->open_runs();
   if (!open_runs) return fail(open_runs.error());
   for (const auto& run : *open_runs) {
     if (auto st = d.adopt_or_close(run); !st) return fail(st.error());
   }
-  auto swept = d.driver->prepare();
-  if (!swept) return fail(swept.error());
+  if (auto st = d.driver->prepare(); !st) return fail(st.error());
+  (void)d.driver->sweep();
   // Holds of workloads that are not running (left by a crash between steps) are stale.
   if (auto holds = d.store->holds()) {
     for (const auto& h : *holds) {
@@ -1083,8 +1083,6 @@ void Daemon::shutdown() {
     // Groups stay: their workloads keep running for the next daemon.
     if (w->group) impl_->driver->settle(*w->group);
   }
-  // The default parents go when nothing runs in them any more (a --cgroup-parent stays).
-  impl_->driver->remove_parents_if_empty();
   for (auto& [name, a] : impl_->attachments) {
     a->sample_timer.cancel();
     a->recheck_timer.cancel();

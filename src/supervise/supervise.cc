@@ -409,9 +409,9 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
     if (hooks.on_state) hooks.on_state(s, record.pid);
   };
 
+  // The counters and the kernel log are read from before the start, so the verdict sees every kill;
+  // the OOM wake-up is armed once the workload runs (below), off the path to its start.
   const auto baseline = driver.oom_counters(group);
-  std::unique_ptr<OomWatch> watch;
-  if (auto w = driver.watch_oom(group)) watch = std::move(*w);
   const CgroupDir* memory_dir = group.dir_of("memory");
   KernelLogReader kmsg(root, spec.kmsg_path, memory_dir ? memory_dir->cgroup : "");
 
@@ -434,6 +434,9 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
   }
   Fd pidfd(spawned->pidfd);
   state(RunState::kRunning);
+  // A kill before this wakes nobody, but the exit does, and the counters and the log tell.
+  std::unique_ptr<OomWatch> watch;
+  if (auto w = driver.watch_oom(group)) watch = std::move(*w);
   if (hooks.on_running) hooks.on_running(group, record.pid);
 
   uint64_t seen_kills = baseline ? baseline->oom_kill : 0;

@@ -383,7 +383,7 @@ TEST_F(RunCliTest, TheSweepReleasesOnlyHoldsARunMadeForTheSweptGroup) {
     ASSERT_TRUE((*driver)->prepare());
     for (const auto* dirs : {&placed_dirs, &ran_dirs}) {
       for (const auto& d : *dirs) {
-        std::error_code ec;  // a parent removed meanwhile by another run: the next attempt
+        std::error_code ec;  // a parent removed meanwhile by hand: the next attempt
         std::filesystem::create_directory(d, ec);
       }
     }
