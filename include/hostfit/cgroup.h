@@ -104,16 +104,15 @@ class CgroupDriver {
   virtual const std::vector<CgroupDir>& parents() const = 0;
 
   // Creates the parents in the hierarchies in use (copying v1 cpusets down, enabling v2
-  // controllers, moving hostfit into a leaf first when v2's no-internal-processes rule needs it).
-  virtual Status prepare() = 0;
-  // Removes the empty groups an earlier hostfit that was killed left under the default parents,
-  // in every hierarchy, and returns their names. Groups of live hostfits are never touched.
-  virtual std::vector<std::string> sweep() = 0;
+  // controllers, moving hostfit into a leaf first when v2's no-internal-processes rule needs it)
+  // and removes empty groups left by an earlier hostfit that was killed, in every hierarchy.
+  // Returns the names of the groups removed.
+  virtual Result<std::vector<std::string>> prepare() = 0;
   // Makes <parent>/<name> in every hierarchy in use, afresh: an empty leftover of that name is
   // removed first. kResource, with nothing changed, when a group of that name is busy in any
   // hierarchy: it has processes or child groups, or belongs to another live hostfit; on any error
   // nothing is left behind. Until remove() or settle() the group is shielded (a shared flock on its
-  // directories) from the sweep() of any other hostfit, even while it is empty between
+  // directories) from the sweep of any other hostfit's prepare(), even while it is empty between
   // its workload's end and remove().
   virtual Result<Cgroup> create(std::string_view name) = 0;
   // Drops the shield and leaves the group in place, as a killed hostfit would.

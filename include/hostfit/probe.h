@@ -194,6 +194,7 @@ struct ResourceLimit {
   Limit hard;
 };
 
+// A fact added here is also named in memory_not_probed() (probe.cc), with why it is unknown.
 struct MemoryFacts {
   Fact<uint64_t> total;         // MemTotal, bytes
   Fact<uint64_t> available;     // MemAvailable

@@ -221,9 +221,8 @@ struct WorkloadRun {
   Cgroup group;
   CgroupLimits limits;
   WorkloadSizing sizing;
-  std::vector<std::string> argv;  // after placeholder substitution
-  // Leftover groups of killed runs removed: before a placement, else once the workload runs.
-  std::vector<std::string> swept;
+  std::vector<std::string> argv;   // after placeholder substitution
+  std::vector<std::string> swept;  // leftover groups removed at start
   CgroupMode mode = CgroupMode::kNone;
   double stop_timeout_s = 0;
 };
@@ -266,7 +265,7 @@ Status validate_request(const HostFacts& self, const WorkloadRequest& request);
 // plan_environment() plus HOSTFIT_NAME/CGROUP/CPUSET/MEMS/MEMORY_LIMIT, supervise, and release
 // the group and the placement on every path. Blocks until the workload
 // ends. A command that cannot be executed is a FAILED record, not an Error. A SIGINT, SIGTERM,
-// SIGHUP or SIGQUIT before the workload starts cancels the run: everything made so far is
+// SIGHUP or SIGQUIT before the workload starts cancels the run: the group made so far is
 // removed and the error (kResource, errno EINTR) names the signal; nothing is forwarded later.
 Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
                                  const WorkloadRequest& request, const SuperviseHooks& hooks = {});

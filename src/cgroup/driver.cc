@@ -191,10 +191,10 @@ std::vector<const Hierarchy*> HierarchyDriver::used() const {
   return out;
 }
 
-Status HierarchyDriver::prepare() {
+Result<std::vector<std::string>> HierarchyDriver::prepare() {
   // Directories made by this call, removed again (deepest first) if any step fails.
   std::vector<std::string> made_dirs;
-  const auto undo = [&](Error error) -> Status {
+  const auto undo = [&](Error error) -> Result<std::vector<std::string>> {
     for (auto it = made_dirs.rbegin(); it != made_dirs.rend(); ++it)
       (void)root_.remove_dir(*it);
     return fail(std::move(error));
@@ -225,7 +225,7 @@ Status HierarchyDriver::prepare() {
     }
     if (auto st = prepare_hierarchy(h, made); !st) return undo(st.error());
   }
-  return {};
+  return sweep();
 }
 
 std::vector<std::string> HierarchyDriver::sweep() {
@@ -652,7 +652,26 @@ Status HierarchyDriver::remove(const Cgroup& group) {
     if (auto st = kill_and_remove(d); !st && first_error) first_error = st;
   }
   settle(group);
+  remove_idle_cpuset_parent(group);
   return first_error;
+}
+
+// The default parents stay for the next group, but for a v1 cpuset: the kernel refuses to shrink
+// a v1 cpuset below what a child holds (EBUSY), so an idle <own>/hostfit, holding the CPUs copied
+// down to it, would stop `docker update --cpuset-cpus` or the kubelet's CPU manager from
+// narrowing hostfit's own cpuset. rmdir fails while another group is in it, as it should; the next
+// group's create() makes the parent again (make_group_dir).
+void HierarchyDriver::remove_idle_cpuset_parent(const Cgroup& group) {
+  for (const auto& h : hierarchies_) {
+    if (h.v2 || !h.default_parent) continue;
+    if (std::find(h.controllers.begin(), h.controllers.end(), "cpuset") == h.controllers.end())
+      continue;
+    const std::string parent = join_path(h.mount_point, h.parent);
+    const bool used = std::any_of(group.dirs.begin(), group.dirs.end(), [&](const CgroupDir& d) {
+      return d.dir.starts_with(parent + "/");
+    });
+    if (used) (void)root_.remove_dir(parent);
+  }
 }
 
 }  // namespace cgroup_internal

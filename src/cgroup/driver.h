@@ -21,8 +21,8 @@ struct Hierarchy {
   std::string own;             // hostfit's own cgroup in it: "/a"
   std::string parent;          // where groups go: "/a/hostfit"
   bool default_parent = true;  // parent is "<own>/hostfit", not a --cgroup-parent
-  // Groups are made in it. An unused hierarchy is only swept of a killed run's leftovers, and its
-  // default parent removed when empty (CgroupDriverOptions::controllers).
+  // Groups are made in it. An unused hierarchy is only swept of a killed run's leftovers
+  // (CgroupDriverOptions::controllers).
   bool used = true;
 
   CgroupDir dir(const std::string& cgroup) const;
@@ -55,8 +55,7 @@ class HierarchyDriver : public CgroupDriver {
   HierarchyDriver(Sysroot root, std::vector<Hierarchy> hierarchies, pid_t self_pid);
 
   const std::vector<CgroupDir>& parents() const override { return parents_; }
-  Status prepare() override;
-  std::vector<std::string> sweep() override;
+  Result<std::vector<std::string>> prepare() override;
   Result<Cgroup> create(std::string_view name) override;
   Status set_limits(const Cgroup& group, const CgroupLimits& limits) override;
   Status attach(const Cgroup& group, pid_t pid) override;
@@ -87,7 +86,9 @@ class HierarchyDriver : public CgroupDriver {
   // The hierarchies groups are made in, in mount order.
   std::vector<const Hierarchy*> used() const;
   Status make_group_dir(const std::string& dir);
+  std::vector<std::string> sweep();
   Status kill_and_remove(const CgroupDir& dir);
+  void remove_idle_cpuset_parent(const Cgroup& group);
   // Why an existing group directory may not be taken over ("" when it may): processes, child
   // groups, or another live hostfit's lock on it.
   std::string busy_reason(const std::string& dir) const;

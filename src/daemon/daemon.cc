@@ -1014,15 +1014,15 @@ Result<std::unique_ptr<Daemon>> Daemon::open(asio::io_context& io, DaemonOptions
     w->restarts = row.restarts;
     d.workloads[row.name] = w;
   }
-  // Adopt before the sweep, which removes empty groups: an ended run's group still holds the
-  // counters its verdict needs.
+  // Adopt before prepare(): prepare sweeps empty groups, and an ended run's group still holds
+  // the counters its verdict needs.
   auto open_runs = d.store->open_runs();
   if (!open_runs) return fail(open_runs.error());
   for (const auto& run : *open_runs) {
     if (auto st = d.adopt_or_close(run); !st) return fail(st.error());
   }
-  if (auto st = d.driver->prepare(); !st) return fail(st.error());
-  (void)d.driver->sweep();
+  auto swept = d.driver->prepare();
+  if (!swept) return fail(swept.error());
   // Holds of workloads that are not running (left by a crash between steps) are stale.
   if (auto holds = d.store->holds()) {
     for (const auto& h : *holds) {

@@ -325,8 +325,7 @@ Result<Plan> make_plan(const HostFacts& facts, const WorkloadShape& shape) {
   plan.runtime_source = shape.runtime.source;
   plan.instances_per_worker = shape.instances_per_worker;
   plan.rounding = shape.rounding;
-  if (shape.instances_per_worker > 0 && plan.reserve_bytes == 0 && plan.resident_bytes == 0 &&
-      plan.maps_per_instance == 0 && !plan.instance_cap) {
+  if (shape.instances_per_worker > 0 && !needs_memory_facts(shape) && !plan.instance_cap) {
     return fail(ErrorKind::kUsage,
                 std::to_string(shape.instances_per_worker) +
                     " instances per worker need a per-instance cost to budget: give --runtime "

@@ -434,7 +434,9 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
   }
   Fd pidfd(spawned->pidfd);
   state(RunState::kRunning);
-  // A kill before this wakes nobody, but the exit does, and the counters and the log tell.
+  // A kill in the microseconds before this wakes nobody: the main process's exit still does, and
+  // the counters and the log classify it; another process's kill is told at the next wake-up or
+  // at the end. v1 signals at once a group already under OOM when the eventfd is registered.
   std::unique_ptr<OomWatch> watch;
   if (auto w = driver.watch_oom(group)) watch = std::move(*w);
   if (hooks.on_running) hooks.on_running(group, record.pid);

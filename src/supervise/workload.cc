@@ -276,32 +276,21 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
   if (!driver) return fail(driver.error());
   WorkloadRun run;
   run.mode = (*driver)->mode();
-  if (auto st = (*driver)->prepare(); !st) return fail(st.error());
+  auto swept = (*driver)->prepare();
+  if (!swept) return fail(swept.error());
+  run.swept = *swept;
   const std::filesystem::path ledger =
       request.ledger_path.empty() ? default_ledger_path() : request.ledger_path;
-  // Removes the groups killed runs left behind, and the placements those runs made for them; a
-  // `place` hold that only shares a swept group's name stays. A hold names its group in the first
-  // hierarchy of the run that made it, which need not be this run's: every hierarchy's parent is
-  // tried (a driver over all of them reads no file).
-  const auto sweep = [&] {
-    run.swept = (*driver)->sweep();
-    if (run.swept.empty() || !std::filesystem::exists(ledger)) return;
+  // Placements a killed run made for the groups it left behind go with them; a `place` hold that
+  // only shares a swept group's name stays.
+  // A hold names its group in the first hierarchy of the run that made it, which need not be
+  // this run's: every hierarchy's parent is tried (a driver over all of them reads no file).
+  if (!swept->empty() && std::filesystem::exists(ledger)) {
     auto all = open_cgroup_driver(root, self.cgroup, {.parent = request.cgroup_parent});
     for (const CgroupDir& parent : all ? (*all)->parents() : (*driver)->parents()) {
-      for (const auto& stale : run.swept)
+      for (const auto& stale : *swept)
         (void)release_group_hold(ledger, stale, join_path(parent.dir, stale));
     }
-  };
-  // A placement needs the CPUs the leftovers' placements held: sweep before it. Otherwise the
-  // sweep waits until the workload runs, off the path to its start (issue 17 item 23).
-  SuperviseHooks supervise_hooks = hooks;
-  if (request.placement) {
-    sweep();
-  } else {
-    supervise_hooks.on_running = [&](const Cgroup& group, pid_t pid) {
-      if (hooks.on_running) hooks.on_running(group, pid);
-      sweep();
-    };
   }
 
   const std::string name = request.name.empty() ? default_name(request.argv[0]) : request.name;
@@ -377,7 +366,7 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
   spec.env = std::move(prepared->env);
   // The last moment a stop signal cancels; from here on it is forwarded to the workload.
   if (stop_pending()) return cancelled("'" + name + "'");
-  auto record = supervise(root, **driver, run.group, spec, supervise_hooks);
+  auto record = supervise(root, **driver, run.group, spec, hooks);
   if (!record) return fail(record.error());
   run.record = std::move(*record);
   run.record.memory_limit_bytes = limits.memory_max_bytes;

@@ -104,8 +104,8 @@ TEST(V2DriverTest, ParentIsAHostfitChildOfTheProcessOwnCgroup) {
 TEST(V2DriverTest, PrepareMovesHostfitIntoALeafBeforeEnablingControllers) {
   Tree t(CgroupLayout::kV2);
   ASSERT_TRUE(t.driver);
-  auto prepared = t.driver->prepare();
-  ASSERT_TRUE(prepared) << prepared.error().message;
+  auto swept = t.driver->prepare();
+  ASSERT_TRUE(swept) << swept.error().message;
   EXPECT_EQ(slurp(t.real("/sys/fs/cgroup/user/hostfit/_supervisor/cgroup.procs")), "4242");
   // Controllers were delegated from the process's own cgroup to the parent.
   const std::string own = slurp(t.real("/sys/fs/cgroup/user/cgroup.subtree_control"));
@@ -256,7 +256,9 @@ TEST(V2DriverTest, SweepRemovesEmptyLeftoverGroupsOnly) {
   std::filesystem::create_directory(t.real("/sys/fs/cgroup/user/hostfit/stale"));
   std::filesystem::create_directory(t.real("/sys/fs/cgroup/user/hostfit/busy"));
   spit(t.real("/sys/fs/cgroup/user/hostfit/busy/cgroup.procs"), "31337\n");
-  EXPECT_EQ(t.driver->sweep(), std::vector<std::string>{"stale"});
+  auto swept = t.driver->prepare();
+  ASSERT_TRUE(swept);
+  EXPECT_EQ(*swept, std::vector<std::string>{"stale"});
   EXPECT_FALSE(std::filesystem::exists(t.real("/sys/fs/cgroup/user/hostfit/stale")));
   EXPECT_TRUE(std::filesystem::exists(t.real("/sys/fs/cgroup/user/hostfit/busy")));
 }

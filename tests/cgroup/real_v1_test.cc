@@ -164,9 +164,9 @@ TEST_F(RealCgroupTest, PrepareSweepsEmptyGroupsLeftByAKilledHostfit) {
   // sweep rightly skips a busy parent, so it is asked again a few times.
   bool swept = false;
   for (int attempt = 0; attempt < 100 && !swept; ++attempt) {
-    ASSERT_TRUE((*d)->prepare());
-    const auto names = (*d)->sweep();
-    swept = std::find(names.begin(), names.end(), name) != names.end();
+    auto names = (*d)->prepare();
+    ASSERT_TRUE(names);
+    swept = std::find(names->begin(), names->end(), name) != names->end();
     if (!swept) ::usleep(10000);
   }
   EXPECT_TRUE(swept);
@@ -186,8 +186,9 @@ TEST_F(RealCgroupTest, AGroupUnderACgroupParentIsNeverSwept) {
   (*first)->settle(*g);
   auto second = open_cgroup_driver(root_, facts, options);
   ASSERT_TRUE(second);
-  ASSERT_TRUE((*second)->prepare());
-  EXPECT_TRUE((*second)->sweep().empty());
+  auto swept = (*second)->prepare();
+  ASSERT_TRUE(swept);
+  EXPECT_TRUE(swept->empty());
   for (const auto& dir : g->dirs)
     EXPECT_TRUE(root_.exists(dir.dir)) << dir.dir;
   EXPECT_TRUE((*second)->remove(*g));
@@ -209,9 +210,9 @@ TEST_F(RealCgroupTest, AnEmptyGroupOfALiveHostfitIsNeitherSweptNorTaken) {
   EXPECT_EQ(wait_signal(child), SIGKILL);  // the workload has ended; the group is empty now
   auto other = open_cgroup_driver(root_, probe_cgroups(root_, ProbeTarget::self()), {});
   ASSERT_TRUE(other);
-  ASSERT_TRUE((*other)->prepare());
-  const auto swept = (*other)->sweep();
-  EXPECT_EQ(std::find(swept.begin(), swept.end(), name), swept.end());
+  auto swept = (*other)->prepare();
+  ASSERT_TRUE(swept);
+  EXPECT_EQ(std::find(swept->begin(), swept->end(), name), swept->end());
   for (const auto& d : g->dirs)
     EXPECT_TRUE(root_.exists(d.dir)) << d.dir;
   auto again = (*other)->create(name);
