@@ -135,6 +135,11 @@ class CgroupDriver {
   // SIGKILLs what is left in the group and removes its directories. Idempotent. A directory whose
   // path names another directory now (Cgroup::dirs[i].id changed) is not ours and left alone.
   virtual Status remove(const Cgroup& group) = 0;
+  // The default "<own>/hostfit" parents stay for the next group, but for a v1 cpuset one, removed
+  // here when no group is left in it: the kernel refuses to shrink a v1 cpuset below what a child
+  // holds, so an idle parent would stop `docker update --cpuset-cpus` or the kubelet's CPU manager
+  // from narrowing hostfit's own cpuset. Best effort; a --cgroup-parent stays.
+  virtual void release_parents() = 0;
 };
 
 struct CgroupDriverOptions {

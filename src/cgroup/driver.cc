@@ -652,25 +652,17 @@ Status HierarchyDriver::remove(const Cgroup& group) {
     if (auto st = kill_and_remove(d); !st && first_error) first_error = st;
   }
   settle(group);
-  remove_idle_cpuset_parent(group);
   return first_error;
 }
 
-// The default parents stay for the next group, but for a v1 cpuset: the kernel refuses to shrink
-// a v1 cpuset below what a child holds (EBUSY), so an idle <own>/hostfit, holding the CPUs copied
-// down to it, would stop `docker update --cpuset-cpus` or the kubelet's CPU manager from
-// narrowing hostfit's own cpuset. rmdir fails while another group is in it, as it should; the next
-// group's create() makes the parent again (make_group_dir).
-void HierarchyDriver::remove_idle_cpuset_parent(const Cgroup& group) {
+// Every hierarchy's, used or not: an earlier run may have made the parent. rmdir fails while a
+// group is in it, as it should; the next group's create() makes it again (make_group_dir).
+void HierarchyDriver::release_parents() {
   for (const auto& h : hierarchies_) {
     if (h.v2 || !h.default_parent) continue;
     if (std::find(h.controllers.begin(), h.controllers.end(), "cpuset") == h.controllers.end())
       continue;
-    const std::string parent = join_path(h.mount_point, h.parent);
-    const bool used = std::any_of(group.dirs.begin(), group.dirs.end(), [&](const CgroupDir& d) {
-      return d.dir.starts_with(parent + "/");
-    });
-    if (used) (void)root_.remove_dir(parent);
+    (void)root_.remove_dir(join_path(h.mount_point, h.parent));
   }
 }
 

@@ -66,6 +66,7 @@ class HierarchyDriver : public CgroupDriver {
   Result<OomCounters> oom_counters(const Cgroup& group) const override;
   Status remove(const Cgroup& group) override;
   void settle(const Cgroup& group) override;
+  void release_parents() override;
 
  protected:
   // Version-specific set-up of one hierarchy's parent chain, after its directories exist.
@@ -88,7 +89,6 @@ class HierarchyDriver : public CgroupDriver {
   Status make_group_dir(const std::string& dir);
   std::vector<std::string> sweep();
   Status kill_and_remove(const CgroupDir& dir);
-  void remove_idle_cpuset_parent(const Cgroup& group);
   // Why an existing group directory may not be taken over ("" when it may): processes, child
   // groups, or another live hostfit's lock on it.
   std::string busy_reason(const std::string& dir) const;

@@ -1083,6 +1083,7 @@ void Daemon::shutdown() {
     // Groups stay: their workloads keep running for the next daemon.
     if (w->group) impl_->driver->settle(*w->group);
   }
+  impl_->driver->release_parents();
   for (auto& [name, a] : impl_->attachments) {
     a->sample_timer.cancel();
     a->recheck_timer.cancel();

@@ -294,11 +294,18 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
   }
 
   const std::string name = request.name.empty() ? default_name(request.argv[0]) : request.name;
-  if (stop_pending()) return cancelled("'" + name + "'");
+  if (stop_pending()) {
+    (*driver)->release_parents();
+    return cancelled("'" + name + "'");
+  }
   auto group = (*driver)->create(name);
-  if (!group) return fail(group.error());
+  if (!group) {
+    (*driver)->release_parents();  // prepare() may have made a v1 cpuset parent just now
+    return fail(group.error());
+  }
   run.group = *group;
-  // From here every path out removes the group. The parents stay, empty, for the next run.
+  // From here every path out removes the group, and then a v1 cpuset parent left idle; the other
+  // parents stay for the next run.
   struct Release {
     CgroupDriver& driver;
     Cgroup group;  // a copy: `run` is moved into the result before this runs
@@ -307,6 +314,7 @@ Result<WorkloadRun> run_workload(const Sysroot& root, const HostFacts& self,
     bool placed = false;
     ~Release() {
       (void)driver.remove(group);
+      driver.release_parents();
       if (placed && release_placement) release_placement(group.name);
       if (placed && !release_placement)
         (void)release_group_hold(ledger, group.name, group.dirs.front().dir);
