@@ -44,6 +44,15 @@ uint64_t thread_cpu_us() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
 }
 
+// f(), its CPU time on the calling thread added to `cpu_us`.
+template <class F>
+Result<MemoryBreakdown> counted(uint64_t& cpu_us, F f) {
+  const uint64_t cpu_start = thread_cpu_us();
+  auto now = f();
+  cpu_us += thread_cpu_us() - cpu_start;
+  return now;
+}
+
 // Raises the calling thread's scheduling priority for its lifetime, when it may.
 class RealTime {
  public:
@@ -209,17 +218,11 @@ bool CacheController::reclaim_allowed() {
 }
 
 Result<MemoryBreakdown> CacheController::tick() {
-  const uint64_t cpu_start = thread_cpu_us();
-  auto now = tick_uncounted();
-  stats_.cpu_us += thread_cpu_us() - cpu_start;
-  return now;
+  return counted(stats_.cpu_us, [this] { return tick_uncounted(); });
 }
 
 Result<MemoryBreakdown> CacheController::step(bool woken) {
-  const uint64_t cpu_start = thread_cpu_us();
-  auto now = catch_up(woken);
-  stats_.cpu_us += thread_cpu_us() - cpu_start;
-  return now;
+  return counted(stats_.cpu_us, [this, woken] { return catch_up(woken); });
 }
 
 Result<MemoryBreakdown> CacheController::tick_uncounted() {

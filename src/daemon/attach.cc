@@ -150,8 +150,7 @@ void Daemon::Impl::detach(const std::shared_ptr<Attachment>& a, const std::strin
   a->sample_timer.cancel();
   a->recheck_timer.cancel();
   if (a->oom.fd) a->oom.fd->close();
-  a->cache_wake.let_go();
-  if (a->cache) (void)a->cache->stop();
+  a->cache_wake.stop(a->cache.get());
   (void)store->transaction([&](Store& s) -> Status {
     if (auto st = s.delete_attachment(a->row.name); !st) return st;
     auto e = event("attachment.detached", a->row.name, "'" + a->row.name + "' detached: " + why,

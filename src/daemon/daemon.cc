@@ -529,6 +529,11 @@ Result<MemoryBreakdown> CacheWake::step(CacheController& cache, bool woken,
   return now;
 }
 
+void CacheWake::stop(CacheController* cache) {
+  let_go();
+  if (cache) (void)cache->stop();
+}
+
 void CacheWake::let_go() {
   if (!fd_.is_open()) return;
   boost::system::error_code ec;
@@ -721,8 +726,7 @@ void Daemon::Impl::finish_run(const std::shared_ptr<Workload>& w) {
   w->pidfd.reset();
   if (w->oom.fd) w->oom.fd->close();
   w->oom = OomTracker{};
-  w->cache_wake.let_go();
-  if (w->cache) (void)w->cache->stop();
+  w->cache_wake.stop(w->cache.get());
   w->cache.reset();
   if (w->group) (void)driver->remove(*w->group);
   w->group.reset();
@@ -1078,8 +1082,7 @@ void Daemon::shutdown() {
     if (w->pidfd) w->pidfd->close();
     if (w->oom.fd) w->oom.fd->close();
     // The cache controller restores the limits it lowered; the next daemon takes over.
-    w->cache_wake.let_go();
-    if (w->cache) (void)w->cache->stop();
+    w->cache_wake.stop(w->cache.get());
     // Groups stay: their workloads keep running for the next daemon.
     if (w->group) impl_->driver->settle(*w->group);
   }
@@ -1088,8 +1091,7 @@ void Daemon::shutdown() {
     a->sample_timer.cancel();
     a->recheck_timer.cancel();
     if (a->oom.fd) a->oom.fd->close();
-    a->cache_wake.let_go();
-    if (a->cache) (void)a->cache->stop();
+    a->cache_wake.stop(a->cache.get());
   }
 }
 

@@ -71,6 +71,8 @@ class CacheWake {
   Result<MemoryBreakdown> step(CacheController& cache, bool woken, std::function<void()> on_wake);
   // Before the controller stops or goes away.
   void let_go();
+  // let_go(), then stops `cache` (it restores the limits it lowered), if there is one.
+  void stop(CacheController* cache);
 
  private:
   asio::posix::stream_descriptor fd_;

@@ -477,17 +477,13 @@ Result<RunRecord> supervise(const Sysroot& root, CgroupDriver& driver, const Cgr
   for (;;) {
     pollfd fds[3] = {{pidfd.fd, POLLIN, 0}, {signal_fd.fd, POLLIN, 0}, {-1, POLLIN, 0}};
     if (watch) fds[2].fd = watch->fd();
-    int timeout_ms = -1;
-    if (stop_deadline && !escalated) {
-      timeout_ms = static_cast<int>(std::max<int64_t>(
-          0, std::chrono::duration_cast<std::chrono::milliseconds>(*stop_deadline - Clock::now())
-                     .count() +
-                 1));
-    }
-    if (recheck_until)
-      timeout_ms = timeout_ms < 0 ? kRecheckPollMs : std::min(timeout_ms, kRecheckPollMs);
-    if (ticking)
-      timeout_ms = timeout_ms < 0 ? ms_until(next_tick) : std::min(timeout_ms, ms_until(next_tick));
+    int timeout_ms = -1;  // the soonest of what is due, or no timeout
+    const auto due_in = [&](int ms) {
+      timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
+    };
+    if (stop_deadline && !escalated) due_in(ms_until(*stop_deadline));
+    if (recheck_until) due_in(kRecheckPollMs);
+    if (ticking) due_in(ms_until(next_tick));
     const int n = ::poll(fds, 3, timeout_ms);
     if (n < 0 && errno != EINTR) return fail(Error::from_errno(errno, "poll", "the workload"));
 
