@@ -155,12 +155,15 @@ class DaemonEngineHost : public sessions::EngineHost {
     if (w->group) {
       if (auto usage = d_.driver->usage(*w->group)) v.memory_peak_bytes = usage->memory_peak_bytes;
     }
-    if (kind != OomKind::kUnnamed) {
-      v.victim = (e.comm.empty() ? std::string("a process") : e.comm) +
-                 (e.pid ? " (pid " + std::to_string(e.pid) + ")" : "");
+    // The victim is the kernel log's word, or nothing: its oom-kill lines are rate-limited.
+    if (kind != OomKind::kUnnamed && e.pid != 0) {
+      v.victim = (e.comm.empty() ? std::string("a process") : e.comm) + " (pid " +
+                 std::to_string(e.pid) + ")";
     }
-    v.message = (kind == OomKind::kUnnamed ? std::string("a process (not named yet)") : v.victim) +
-                " of '" + w->spec.name + "' was killed by the OOM killer" +
+    const std::string who = !v.victim.empty()           ? v.victim
+                            : kind == OomKind::kUnnamed ? "a process (not named yet)"
+                                                        : "a process the kernel log did not name";
+    v.message = who + " of '" + w->spec.name + "' was killed by the OOM killer" +
                 (v.memory_limit_bytes ? " at its limit of " + format_bytes(*v.memory_limit_bytes)
                                       : std::string()) +
                 (v.memory_peak_bytes ? " (peak " + format_bytes(*v.memory_peak_bytes) + ")"

@@ -127,6 +127,11 @@ class StreamFileTest : public ::testing::Test {
   uint64_t about_zero(uint64_t length = kFileBytes) {
     return pages(length) / 100 + pages(uint64_t{4} << 20);
   }
+  // "About all" resident pages of a range read into the cache: this machine's kernel reclaims a
+  // few clean file pages now and then on its own (pairs of pages anywhere in the file, even right
+  // after they were read, with no stream running), so a range read whole may be missing a handful.
+  // 1% of the range covers that; a stream that dropped what it found resident leaves none of it.
+  uint64_t about_all(uint64_t length = kFileBytes) { return pages(length) - pages(length) / 100; }
   static bool holds_offsets(const std::vector<char>& got, uint64_t first_offset) {
     for (uint64_t i = 0; i + 8 <= got.size(); i += 8) {
       uint64_t v;
@@ -190,26 +195,25 @@ TEST_F(StreamFileTest, PagesFarBehindTheCursorAreGoneWhileTheStreamRuns) {
 
 TEST_F(StreamFileTest, WarmFileStaysResident) {
   make_warm();
-  const uint64_t before = resident();
-  ASSERT_EQ(before, pages());
+  ASSERT_GE(resident(), about_all());
   Result<uint64_t> sent = 0;
   const std::vector<char> got = stream(0, kFileBytes, sent);
   ASSERT_TRUE(sent) << sent.error().message;
   EXPECT_EQ(got.size(), kFileBytes);
-  EXPECT_EQ(resident(), before);
+  EXPECT_GE(resident(), about_all()) << "of " << pages() << " pages";
 }
 
 TEST_F(StreamFileTest, HalfWarmFileKeepsOnlyTheHalfThatWasResident) {
   make_cold();
   if (HasFatalFailure() || IsSkipped()) return;
   make_warm(kFileBytes / 2);
-  ASSERT_EQ(resident(0, kFileBytes / 2), pages(kFileBytes / 2));
+  ASSERT_GE(resident(0, kFileBytes / 2), about_all(kFileBytes / 2));
   ASSERT_LE(resident(kFileBytes / 2, kFileBytes / 2), about_zero(kFileBytes / 2));
   Result<uint64_t> sent = 0;
   const std::vector<char> got = stream(0, kFileBytes, sent);
   ASSERT_TRUE(sent) << sent.error().message;
   EXPECT_TRUE(holds_offsets(got, 0));
-  EXPECT_EQ(resident(0, kFileBytes / 2), pages(kFileBytes / 2));
+  EXPECT_GE(resident(0, kFileBytes / 2), about_all(kFileBytes / 2));
   EXPECT_LE(resident(kFileBytes / 2, kFileBytes / 2), about_zero(kFileBytes / 2));
 }
 
