@@ -377,7 +377,10 @@ Status HierarchyDriver::enable_v2_controllers(const Hierarchy& h) {
                       "delegated subtree");
     }
     if (self_here) {
-      const std::string leaf = join_path(join_path(h.mount_point, h.parent), kSupervisorLeaf);
+      const std::string parent_dir = join_path(h.mount_point, h.parent);
+      const std::string leaf = join_path(parent_dir, kSupervisorLeaf);
+      // Shared, so that another hostfit's sweep leaves the leaf alone until this process is in it.
+      const DirLock parent_lock(root_.path(parent_dir).string(), /*exclusive=*/false);
       if (auto st = root_.make_dir(leaf); !st) return st;
       if (auto st = write_file(root_, leaf, cgfile::kProcs, std::to_string(self_pid_)); !st)
         return fail(st.error().wrap("cannot move hostfit into its leaf cgroup"));
